@@ -1,0 +1,357 @@
+using System.Net;
+using System.Net.Sockets;
+using ColoChardev.ChardevProtocol.Framing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ColoChardev.ChardevProtocol.Endpoints;
+
+/// <summary>
+/// An open chardev socket, server or client, TCP or Unix, with one peer at a time as QEMU's socket chardev:
+/// <see cref="ConnectAsync"/> returns the next connection once the previous one is disposed. A client retries
+/// with exponential backoff until it connects; a server accepts the next peer after the old one leaves.
+/// </summary>
+public sealed class ChardevEndpoint : IAsyncDisposable
+{
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _peerSlot = new(1, 1);
+    private readonly Lock _gate = new();
+    private Socket? _listener;
+    private bool _disposed;
+
+    public ChardevEndpoint(ChardevSocketSpec spec, ChardevEndpointOptions? options = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        Spec = spec;
+        Options = options ?? new ChardevEndpointOptions();
+        _logger = logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>The spec this endpoint was opened from.</summary>
+    public ChardevSocketSpec Spec { get; }
+
+    /// <summary>Framing and buffering options.</summary>
+    public ChardevEndpointOptions Options { get; }
+
+    /// <summary>Counters over every connection of this endpoint.</summary>
+    public ChardevStatistics Statistics { get; } = new();
+
+    /// <summary>The chardev id, else the spec text.</summary>
+    public string Name => Spec.DisplayName;
+
+    /// <summary>The bound address of a listening server (useful with <c>port=0</c>).</summary>
+    public EndPoint? ListenEndPoint => _listener?.LocalEndPoint;
+
+    /// <summary>The TCP port a server is bound to, or 0.</summary>
+    public int ListenPort => (_listener?.LocalEndPoint as IPEndPoint)?.Port ?? 0;
+
+    /// <summary>Binds and listens now (servers only), so that peers can connect before the first <see cref="ConnectAsync"/>.</summary>
+    /// <exception cref="ChardevEndpointException">The address cannot be bound.</exception>
+    public void StartListening()
+    {
+        if (!Spec.Server)
+        {
+            throw new InvalidOperationException($"chardev '{Name}' is a client (server=off); it does not listen");
+        }
+
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_listener is not null)
+            {
+                return;
+            }
+
+            EndPoint endPoint = Spec.Transport == ChardevTransport.Unix ? UnixEndPoint() : new IPEndPoint(ResolveListenAddress(), Spec.Port);
+            var listener = new Socket(endPoint.AddressFamily, SocketType.Stream, Spec.Transport == ChardevTransport.Unix ? ProtocolType.Unspecified : ProtocolType.Tcp);
+            try
+            {
+                if (Spec.Transport == ChardevTransport.Tcp)
+                {
+                    listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                    if (endPoint.AddressFamily == AddressFamily.InterNetworkV6)
+                    {
+                        listener.DualMode = false;
+                    }
+                }
+                else if (!Spec.Abstract && PeerCredentials.IsSocketFile(Spec.Path!))
+                {
+                    // As QEMU does: a stale socket file from an earlier run would make bind fail.
+                    File.Delete(Spec.Path!);
+                }
+
+                listener.Bind(endPoint);
+                listener.Listen(4);
+            }
+            catch (SocketException e)
+            {
+                listener.Dispose();
+                throw new ChardevEndpointException($"chardev '{Name}': cannot listen on {Spec.Address}: {e.Message}", e);
+            }
+
+            _listener = listener;
+        }
+
+        if (Spec.HostDefaulted)
+        {
+            ChardevLog.LoopbackDefault(_logger, Name, Spec.Address);
+        }
+
+        string bound = _listener.LocalEndPoint?.ToString() ?? Spec.Address;
+        ChardevLog.Listening(_logger, Name, bound);
+    }
+
+    /// <summary>
+    /// Returns the next connection: a client connects (retrying with backoff until it succeeds or is cancelled),
+    /// a server accepts the next permitted peer. Waits while a previous connection of this endpoint is alive.
+    /// </summary>
+    public async ValueTask<ChardevConnection> ConnectAsync(CancellationToken cancellationToken = default)
+    {
+        await _peerSlot.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            (Socket socket, string peer) = Spec.Server
+                ? await AcceptAsync(cancellationToken).ConfigureAwait(false)
+                : await ConnectWithBackoffAsync(cancellationToken).ConfigureAwait(false);
+            if (Spec.Transport == ChardevTransport.Tcp)
+            {
+                socket.NoDelay = Spec.NoDelay ?? true;
+            }
+
+            Statistics.AddConnection();
+            if (Spec.Server)
+            {
+                ChardevLog.Accepted(_logger, Name, peer, Statistics.Connections);
+            }
+            else
+            {
+                ChardevLog.Connected(_logger, Name, Spec.Address, Statistics.Connections);
+            }
+
+            return new ChardevConnection(this, socket, peer);
+        }
+        catch
+        {
+            _peerSlot.Release();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads frames for as long as <paramref name="cancellationToken"/> allows, connection after connection:
+    /// when the peer leaves, or sends a frame that cannot be resynchronised (oversized), that connection is
+    /// closed and the next one is established. Frames go to <paramref name="sink"/> in arrival order.
+    /// </summary>
+    public async Task ReceiveFramesAsync(IChardevFrameSink sink, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(sink);
+        var batch = new List<ChardevFrame>(64);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ChardevConnection connection = await ConnectAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                try
+                {
+                    long truncatedBefore = Statistics.TruncatedFrames;
+                    while (await connection.Reader.ReadBatchAsync(batch, cancellationToken).ConfigureAwait(false))
+                    {
+                        await sink.OnFramesAsync(batch, cancellationToken).ConfigureAwait(false);
+                        batch.Clear();
+                    }
+
+                    bool truncated = Statistics.TruncatedFrames != truncatedBefore;
+                    ChardevLog.PeerClosed(_logger, Name, truncated ? " in the middle of a frame; that partial frame is lost" : string.Empty);
+                }
+                catch (ChardevFrameTooLargeException e)
+                {
+                    ChardevLog.FrameTooLarge(_logger, e.Message);
+                }
+                catch (IOException e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    ChardevLog.ConnectionFailed(_logger, Name, e.Message);
+                }
+            }
+        }
+    }
+
+    /// <summary>Stops listening (removing a Unix socket file this endpoint created).</summary>
+    public ValueTask DisposeAsync()
+    {
+        Socket? listener;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            _disposed = true;
+            listener = _listener;
+            _listener = null;
+        }
+
+        if (listener is not null)
+        {
+            listener.Dispose();
+            if (Spec.Transport == ChardevTransport.Unix && !Spec.Abstract && PeerCredentials.IsSocketFile(Spec.Path!))
+            {
+                File.Delete(Spec.Path!);
+            }
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    internal void ReleasePeerSlot() => _peerSlot.Release();
+
+    private async ValueTask<(Socket Socket, string Peer)> AcceptAsync(CancellationToken cancellationToken)
+    {
+        StartListening();
+        Socket listener = _listener ?? throw new ObjectDisposedException(nameof(ChardevEndpoint));
+        while (true)
+        {
+            Socket socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            if (IsPeerAllowed(socket))
+            {
+                string peer = socket.RemoteEndPoint?.ToString() is { Length: > 0 } remote ? remote : Spec.Address;
+                return (socket, peer);
+            }
+
+            socket.Dispose();
+        }
+    }
+
+    private async ValueTask<(Socket Socket, string Peer)> ConnectWithBackoffAsync(CancellationToken cancellationToken)
+    {
+        TimeSpan backoff = Options.InitialBackoff;
+        TimeSpan maxBackoff = Spec.Reconnect ?? Options.MaxBackoff;
+        bool warned = false;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            string? failure;
+            Socket? socket = null;
+            try
+            {
+                EndPoint endPoint = Spec.Transport == ChardevTransport.Unix ? UnixEndPoint() : await ResolveConnectAddressAsync(cancellationToken).ConfigureAwait(false);
+                socket = new Socket(endPoint.AddressFamily, SocketType.Stream, Spec.Transport == ChardevTransport.Unix ? ProtocolType.Unspecified : ProtocolType.Tcp);
+                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                attempt.CancelAfter(Options.ConnectTimeout);
+                await socket.ConnectAsync(endPoint, attempt.Token).ConfigureAwait(false);
+                if (IsPeerAllowed(socket))
+                {
+                    return (socket, Spec.Address);
+                }
+
+                failure = "peer refused by peer-uid";
+            }
+            catch (SocketException e)
+            {
+                failure = e.Message;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                failure = $"no answer within {Options.ConnectTimeout}";
+            }
+
+            socket?.Dispose();
+            if (!warned)
+            {
+                ChardevLog.ConnectFailed(_logger, Name, Spec.Address, failure, maxBackoff);
+                warned = true;
+            }
+
+            await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, maxBackoff.Ticks));
+        }
+    }
+
+    private bool IsPeerAllowed(Socket socket)
+    {
+        if (Spec.PeerUid is not uint allowed)
+        {
+            return true;
+        }
+
+        if (!PeerCredentials.TryGetPeerUid(socket, out uint uid, out int errno))
+        {
+            Statistics.AddRefusedPeer();
+            ChardevLog.PeerCredentialsUnreadable(_logger, Name, errno);
+            return false;
+        }
+
+        if (uid != allowed)
+        {
+            Statistics.AddRefusedPeer();
+            ChardevLog.PeerRefused(_logger, Name, uid, allowed);
+            return false;
+        }
+
+        return true;
+    }
+
+    private UnixDomainSocketEndPoint UnixEndPoint() => new(Spec.Abstract ? "\0" + Spec.Path : Spec.Path!);
+
+    private IPAddress ResolveListenAddress()
+    {
+        if (IPAddress.TryParse(Spec.Host, out IPAddress? address))
+        {
+            return address;
+        }
+
+        IPAddress[] addresses;
+        try
+        {
+            addresses = Dns.GetHostAddresses(Spec.Host!);
+        }
+        catch (SocketException e)
+        {
+            throw new ChardevEndpointException($"chardev '{Name}': cannot resolve host '{Spec.Host}': {e.Message}", e);
+        }
+
+        return PickAddress(addresses) ?? throw new ChardevEndpointException($"chardev '{Name}': host '{Spec.Host}' has no usable address");
+    }
+
+    private async ValueTask<IPEndPoint> ResolveConnectAddressAsync(CancellationToken cancellationToken)
+    {
+        if (IPAddress.TryParse(Spec.Host, out IPAddress? address))
+        {
+            return new IPEndPoint(address, Spec.Port);
+        }
+
+        IPAddress[] addresses = await Dns.GetHostAddressesAsync(Spec.Host!, cancellationToken).ConfigureAwait(false);
+        IPAddress picked = PickAddress(addresses) ?? throw new SocketException((int)SocketError.HostNotFound);
+        return new IPEndPoint(picked, Spec.Port);
+    }
+
+    private IPAddress? PickAddress(IPAddress[] addresses)
+    {
+        foreach (IPAddress candidate in addresses)
+        {
+            bool v4 = candidate.AddressFamily == AddressFamily.InterNetwork;
+            if ((Spec.Ipv4Only && !v4) || (Spec.Ipv6Only && v4))
+            {
+                continue;
+            }
+
+            // Prefer IPv4 for names such as localhost, as QEMU's resolver order usually does.
+            if (v4 || Spec.Ipv6Only)
+            {
+                return candidate;
+            }
+        }
+
+        foreach (IPAddress candidate in addresses)
+        {
+            if (!Spec.Ipv4Only || candidate.AddressFamily == AddressFamily.InterNetwork)
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,29 @@
+using System.Buffers;
+using ColoChardev.ChardevProtocol.Framing;
+
+namespace ColoChardev.ChardevProtocol.Endpoints;
+
+/// <summary>How an endpoint frames and buffers its connections.</summary>
+public sealed record ChardevEndpointOptions
+{
+    /// <summary>Whether frames carry the <c>vnet_hdr_len</c> word (colo-compare's <c>vnet_hdr_support</c>).</summary>
+    public bool VnetHdrSupport { get; init; }
+
+    /// <summary>Bytes asked of the socket per read.</summary>
+    public int ReceiveBufferSize { get; init; } = 64 * 1024;
+
+    /// <summary>Bytes buffered before the writer asks for more memory; one flush sends them all.</summary>
+    public int SendBufferSize { get; init; } = 64 * 1024;
+
+    /// <summary>First pause between client connection attempts; doubles after each failure.</summary>
+    public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>Longest pause between client connection attempts, unless the spec's <c>reconnect=</c> says otherwise.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Longest time one connect attempt may take.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Where received frames get their buffers.</summary>
+    public ArrayPool<byte> FramePool { get; init; } = FrameBufferPool.Shared;
+}

@@ -1,0 +1,67 @@
+using ColoChardev.ChardevProtocol.Endpoints;
+
+namespace ColoChardev.Daemon;
+
+/// <summary>
+/// The <c>colo-compare</c> executable. This build offers the usage text and <c>check-chardev</c>; the comparing
+/// daemon itself arrives with the engine and daemon issues.
+/// </summary>
+public static class Program
+{
+    /// <summary>Exit code for a bad command line, as the usage text promises.</summary>
+    public const int ExitUsage = 2;
+
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the command line against the given writers (so tests can run it in-process).</summary>
+    public static int Run(IReadOnlyList<string> args, TextWriter output, TextWriter error)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(error);
+        if (args.Count == 0 || args[0] is "--help" or "-h" or "help")
+        {
+            output.Write(Usage.Text);
+            return 0;
+        }
+
+        if (args[0] == "--version")
+        {
+            output.WriteLine($"colo-compare {typeof(Program).Assembly.GetName().Version}");
+            return 0;
+        }
+
+        if (args[0] == "check-chardev")
+        {
+            return CheckChardev(args, output, error);
+        }
+
+        error.WriteLine($"colo-compare: unknown argument '{args[0]}' (see colo-compare --help)");
+        return ExitUsage;
+    }
+
+    private static int CheckChardev(IReadOnlyList<string> args, TextWriter output, TextWriter error)
+    {
+        if (args.Count < 2)
+        {
+            error.WriteLine("colo-compare: check-chardev needs at least one chardev spec");
+            return ExitUsage;
+        }
+
+        for (int i = 1; i < args.Count; i++)
+        {
+            if (!ChardevSocketSpec.TryParse(args[i], out ChardevSocketSpec? spec, out string? problem))
+            {
+                error.WriteLine($"colo-compare: {problem}");
+                return ExitUsage;
+            }
+
+            string role = spec.Server ? (spec.Wait ? "server, wait for first peer" : "server") : "client, reconnecting";
+            string extra = spec.PeerUid is uint uid ? $", peer uid {uid} only" : string.Empty;
+            string note = spec.HostDefaulted ? " (no host given: loopback only)" : string.Empty;
+            output.WriteLine($"{spec.DisplayName}: {spec.Transport.ToString().ToLowerInvariant()} {spec.Address}, {role}{extra}{note}");
+        }
+
+        return 0;
+    }
+}
