@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a fresh Debian 12 machine: QEMU 7.2 from Debian.
+# The .NET 10 SDK is expected on the machine (dotnet on PATH).
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "install-deps: the .NET 10 SDK (dotnet) is not on PATH; install it first" >&2
+  exit 1
+fi
+
+missing=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  # A third-party source that cannot be reached must not stop us: Debian's own mirror is what we need.
+  as_root apt-get update -q || echo "install-deps: apt-get update reported errors; trying the install anyway" >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+qemu-system-x86_64 --version | head -n 1
+dotnet --version
