@@ -52,14 +52,10 @@ public sealed class QemuColoCompareFramingTests(ITestOutputHelper output)
         CancellationToken token = timeout.Token;
         int vnet = vnetHdrSupport ? 12 : 0;
         await using StandaloneColoCompare qemu = StandaloneColoCompare.Start(new StandaloneColoCompareOptions { VnetHdrSupport = vnetHdrSupport });
-        var options = new ChardevEndpointOptions { VnetHdrSupport = vnetHdrSupport };
-        await using var outdev = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.OutdevSpec), options);
-        await using var primary = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.PrimarySpec), options);
-        await using var secondary = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.SecondarySpec), options);
-        await using ChardevConnection fromOutdev = await outdev.ConnectAsync(token);
-        await using ChardevConnection toPrimary = await primary.ConnectAsync(token);
-        await using ChardevConnection toSecondary = await secondary.ConnectAsync(token);
-        await qemu.WaitForConnectedChardevsAsync(token);
+        await using StandaloneColoComparePeers peers = await StandaloneColoComparePeers.ConnectAsync(qemu, new ChardevEndpointOptions { VnetHdrSupport = vnetHdrSupport }, token);
+        ChardevConnection toPrimary = peers.Primary;
+        ChardevConnection toSecondary = peers.Secondary;
+        ChardevConnection fromOutdev = peers.Outdev;
 
         List<(byte[] Primary, byte[] Secondary)> workload = Workload(vnet);
         foreach ((byte[] p, _) in workload)
@@ -93,8 +89,8 @@ public sealed class QemuColoCompareFramingTests(ITestOutputHelper output)
         }
 
         Assert.Equal(expected.Order(), received.Order());
-        Assert.Equal(expected.Count, outdev.Statistics.FramesRead);
-        Assert.Equal(0, outdev.Statistics.TruncatedFrames);
+        Assert.Equal(expected.Count, peers.OutdevEndpoint.Statistics.FramesRead);
+        Assert.Equal(0, peers.OutdevEndpoint.Statistics.TruncatedFrames);
         Assert.False(qemu.HasExited, qemu.StandardError);
         output.WriteLine($"vnet_hdr_support={vnetHdrSupport}: {received.Count} frames released by QEMU, byte-exact");
     }
@@ -106,15 +102,11 @@ public sealed class QemuColoCompareFramingTests(ITestOutputHelper output)
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         CancellationToken token = timeout.Token;
         await using StandaloneColoCompare qemu = StandaloneColoCompare.Start(new StandaloneColoCompareOptions { NotifyDev = true });
-        await using var outdev = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.OutdevSpec));
-        await using var primary = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.PrimarySpec));
-        await using var secondary = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.SecondarySpec));
-        await using var notify = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.NotifySpec));
-        await using ChardevConnection fromOutdev = await outdev.ConnectAsync(token);
-        await using ChardevConnection toPrimary = await primary.ConnectAsync(token);
-        await using ChardevConnection toSecondary = await secondary.ConnectAsync(token);
-        await using ChardevConnection notifications = await notify.ConnectAsync(token);
-        await qemu.WaitForConnectedChardevsAsync(token);
+        await using StandaloneColoComparePeers peers = await StandaloneColoComparePeers.ConnectAsync(qemu, null, token);
+        ChardevConnection toPrimary = peers.Primary;
+        ChardevConnection toSecondary = peers.Secondary;
+        ChardevConnection fromOutdev = peers.Outdev;
+        ChardevConnection notifications = peers.Notify!;
 
         byte[] same = new FrameBuilder().Ipv4("10.0.0.1", "10.0.0.2").Udp(1, 2, "same"u8).Build();
         byte[] mine = new FrameBuilder().Ipv4("10.0.0.1", "10.0.0.2").Udp(3, 4, "primary"u8).Build();

@@ -23,15 +23,11 @@ public static class Program
         await using StandaloneColoCompare qemu = StandaloneColoCompare.Start(new StandaloneColoCompareOptions { NotifyDev = true });
         Console.WriteLine($"Started QEMU's colo-compare (pid {qemu.ProcessId}): primary_in :{qemu.PrimaryPort}, secondary_in :{qemu.SecondaryPort}, outdev :{qemu.OutdevPort}, notify_dev :{qemu.NotifyPort}");
 
-        await using var outdev = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.OutdevSpec));
-        await using var primary = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.PrimarySpec));
-        await using var secondary = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.SecondarySpec));
-        await using var notify = new ChardevEndpoint(ChardevSocketSpec.Parse(qemu.NotifySpec));
-        await using ChardevConnection fromOutdev = await outdev.ConnectAsync(token);
-        await using ChardevConnection toPrimary = await primary.ConnectAsync(token);
-        await using ChardevConnection toSecondary = await secondary.ConnectAsync(token);
-        await using ChardevConnection notifications = await notify.ConnectAsync(token);
-        await qemu.WaitForConnectedChardevsAsync(token);
+        await using StandaloneColoComparePeers peers = await StandaloneColoComparePeers.ConnectAsync(qemu, null, token);
+        ChardevConnection toPrimary = peers.Primary;
+        ChardevConnection toSecondary = peers.Secondary;
+        ChardevConnection fromOutdev = peers.Outdev;
+        ChardevConnection notifications = peers.Notify!;
         Console.WriteLine("Our endpoints are connected (outdev first, so QEMU drops nothing).");
         Console.WriteLine();
 
@@ -128,11 +124,11 @@ public static class Program
 
         Console.WriteLine();
         Console.WriteLine("Summary");
-        Console.WriteLine($"  frames written   primary_in {primary.Statistics.FramesWritten,3}   secondary_in {secondary.Statistics.FramesWritten,3}");
-        Console.WriteLine($"  frames released  outdev     {outdev.Statistics.FramesRead,3}   ({outdev.Statistics.BytesRead} bytes; byte-exact copies of primary frames: {released.Count - notByteExact}, others: {notByteExact})");
+        Console.WriteLine($"  frames written   primary_in {peers.PrimaryEndpoint.Statistics.FramesWritten,3}   secondary_in {peers.SecondaryEndpoint.Statistics.FramesWritten,3}");
+        Console.WriteLine($"  frames released  outdev     {peers.OutdevEndpoint.Statistics.FramesRead,3}   ({peers.OutdevEndpoint.Statistics.BytesRead} bytes; byte-exact copies of primary frames: {released.Count - notByteExact}, others: {notByteExact})");
         Console.WriteLine($"  primary frames still held by QEMU: {sentPrimary.Count}");
         Console.WriteLine($"  checkpoint requests (DO_CHECKPOINT): {checkpointRequests}");
-        Console.WriteLine($"  truncated/oversized/zero-length frames seen: {outdev.Statistics.TruncatedFrames}/{outdev.Statistics.OversizedFrames}/{outdev.Statistics.ZeroLengthFrames}");
+        Console.WriteLine($"  truncated/oversized/zero-length frames seen: {peers.OutdevEndpoint.Statistics.TruncatedFrames}/{peers.OutdevEndpoint.Statistics.OversizedFrames}/{peers.OutdevEndpoint.Statistics.ZeroLengthFrames}");
         Console.WriteLine($"  QEMU still running: {!qemu.HasExited}; stopping it (pid {qemu.ProcessId}). Total {clock.ElapsedMilliseconds} ms.");
         return released.Count == 7 && notByteExact == 0 && sentPrimary.Count == 0 && checkpointRequests == 1 ? 0 : 1;
     }

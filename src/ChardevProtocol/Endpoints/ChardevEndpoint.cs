@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using ColoChardev.ChardevProtocol.Framing;
@@ -228,7 +229,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
     {
         TimeSpan backoff = Options.InitialBackoff;
         TimeSpan maxBackoff = Spec.Reconnect ?? Options.MaxBackoff;
-        bool warned = false;
+        long nextWarning = 0;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -258,10 +259,12 @@ public sealed class ChardevEndpoint : IAsyncDisposable
             }
 
             socket?.Dispose();
-            if (!warned)
+            long now = Stopwatch.GetTimestamp();
+            if (now >= nextWarning)
             {
+                // Once at the first failure, then every half minute while it lasts: visible, never a flood.
                 ChardevLog.ConnectFailed(_logger, Name, Spec.Address, failure, maxBackoff);
-                warned = true;
+                nextWarning = now + (Stopwatch.Frequency * 30);
             }
 
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
@@ -329,6 +332,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 
     private IPAddress? PickAddress(IPAddress[] addresses)
     {
+        IPAddress? fallback = null;
         foreach (IPAddress candidate in addresses)
         {
             bool v4 = candidate.AddressFamily == AddressFamily.InterNetwork;
@@ -337,21 +341,15 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                 continue;
             }
 
-            // Prefer IPv4 for names such as localhost, as QEMU's resolver order usually does.
+            // Prefer IPv4 for names such as localhost, unless ipv6=on asked otherwise.
             if (v4 || Spec.Ipv6Only)
             {
                 return candidate;
             }
+
+            fallback ??= candidate;
         }
 
-        foreach (IPAddress candidate in addresses)
-        {
-            if (!Spec.Ipv4Only || candidate.AddressFamily == AddressFamily.InterNetwork)
-            {
-                return candidate;
-            }
-        }
-
-        return null;
+        return fallback;
     }
 }

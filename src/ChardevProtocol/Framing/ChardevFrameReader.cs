@@ -81,6 +81,7 @@ public sealed class ChardevFrameReader
     /// <summary>
     /// Reads one frame, or null once the peer has closed. The caller owns the returned frame.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<ChardevFrame?> ReadFrameAsync(CancellationToken cancellationToken = default)
     {
         if (_pendingIndex >= _pending.Count)

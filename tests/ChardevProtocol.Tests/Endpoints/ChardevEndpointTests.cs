@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.Testbed;
+using Microsoft.Extensions.Logging;
 
 namespace ColoChardev.ChardevProtocol.Tests.Endpoints;
 
@@ -160,7 +161,8 @@ public sealed class ChardevEndpointTests : IDisposable
         await using var bystanderServer = new ChardevEndpoint(ChardevSocketSpec.Parse("socket,id=peer2,host=127.0.0.1,port=0,server=on,wait=off"));
         bystanderServer.StartListening();
 
-        await using var victim = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=compare0-0,host=127.0.0.1,port={listener.ListenPort}"));
+        var log = new ListLogger();
+        await using var victim = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=compare0-0,host=127.0.0.1,port={listener.ListenPort}"), logger: log);
         await using var bystander = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=bystander,host=127.0.0.1,port={bystanderServer.ListenPort}"));
         var victimSink = new CollectingSink();
         var bystanderSink = new CollectingSink();
@@ -197,6 +199,7 @@ public sealed class ChardevEndpointTests : IDisposable
         await bystanderPeer.Writer.FlushAsync(Token);
         Assert.Equal([7], (await bystanderSink.NextAsync()).Payload);
         Assert.Equal(1, victim.Statistics.OversizedFrames);
+        Assert.Contains(log.Entries, e => e.Level == LogLevel.Error && e.Message.Contains("'compare0-0'", StringComparison.Ordinal) && e.Message.Contains("70000", StringComparison.Ordinal));
         Assert.Equal(0, bystander.Statistics.OversizedFrames);
         Assert.Equal(1, bystander.Statistics.Connections);
         Assert.False(victimSink.TryTake(out _));
@@ -308,7 +311,8 @@ public sealed class ChardevEndpointTests : IDisposable
 
         string refusedPath = Path.Combine(_directory, "refused.sock");
         uint other = self == 4242 ? 4243u : 4242u;
-        await using var refusing = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=no,path={refusedPath},server=on,wait=off,peer-uid={other}"));
+        var log = new ListLogger();
+        await using var refusing = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=no,path={refusedPath},server=on,wait=off,peer-uid={other}"), logger: log);
         refusing.StartListening();
         Task<ChardevConnection> refusedAccept = refusing.ConnectAsync(Token).AsTask();
         using var raw = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -316,6 +320,7 @@ public sealed class ChardevEndpointTests : IDisposable
         int n = await raw.ReceiveAsync(new byte[1], SocketFlags.None, Token);
         Assert.Equal(0, n); // closed on us
         Assert.Equal(1, refusing.Statistics.RefusedPeers);
+        Assert.Contains(log.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains($"refused a peer with uid {self}", StringComparison.Ordinal) && e.Message.Contains($"only uid {other}", StringComparison.Ordinal));
         Assert.False(refusedAccept.IsCompleted);
     }
 
@@ -361,6 +366,18 @@ public sealed class ChardevEndpointTests : IDisposable
         ChardevEndpointException error = Assert.Throws<ChardevEndpointException>(server.StartListening);
         Assert.Contains("compare1", error.Message, StringComparison.Ordinal);
         Assert.Contains($"127.0.0.1:{port}", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_client_given_a_host_name_resolves_it_and_connects()
+    {
+        await using var server = new ChardevEndpoint(ChardevSocketSpec.Parse("socket,id=srv,host=127.0.0.1,port=0,server=on,wait=off"));
+        server.StartListening();
+        await using var client = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=cli,host=localhost,port={server.ListenPort},ipv4=on"));
+        Task<ChardevConnection> accepting = server.ConnectAsync(Token).AsTask();
+        await using ChardevConnection connected = await client.ConnectAsync(Token);
+        await using ChardevConnection accepted = await accepting;
+        Assert.StartsWith("127.0.0.1:", accepted.Peer, StringComparison.Ordinal);
     }
 
     [Fact]
