@@ -17,9 +17,9 @@ public static class Program
     {
         // In-process: the generated benchmark project would otherwise inherit our warnings-as-errors build settings.
         IConfig config = DefaultConfig.Instance
-            .AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(10).WithToolchain(InProcessEmitToolchain.Instance))
+            .AddJob(Job.Default.WithWarmupCount(3).WithIterationCount(15).WithToolchain(InProcessEmitToolchain.Instance))
             .AddDiagnoser(MemoryDiagnoser.Default)
-            .AddColumn(new ThroughputColumn())
+            .AddColumn(new ThroughputColumn(), new OperationsPerSecondColumn())
             .WithOptions(ConfigOptions.DisableOptimizationsValidator);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config);
     }

@@ -50,6 +50,18 @@ public readonly struct ChardevFrame : IDisposable
         return new ChardevFrame(buffer, FrameBufferPool.Shared, payload.Length, vnetHdrLen);
     }
 
+    /// <summary>
+    /// A frame over a buffer the caller owns (no pool): disposing it does nothing. For tests and benchmarks that
+    /// replay the same bytes.
+    /// </summary>
+    public static ChardevFrame Wrap(byte[] buffer, int length, uint vnetHdrLen)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, buffer.Length);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        return new ChardevFrame(buffer, null, length, vnetHdrLen);
+    }
+
     /// <summary>Returns the buffer to its pool.</summary>
     public void Dispose()
     {

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Numerics;
 
 namespace ColoChardev.ChardevProtocol.Packets;
 
@@ -56,8 +57,13 @@ public readonly struct FlowKey : IEquatable<FlowKey>
 
     public override bool Equals(object? obj) => obj is FlowKey other && Equals(other);
 
-    public override int GetHashCode() =>
-        HashCode.Combine(Source, Destination, SourcePort | (DestinationPort << 16), Protocol | (IpVersion << 8), VlanIds);
+    public override int GetHashCode()
+    {
+        // Fold the 128-bit addresses first: hashing UInt128 values one by one costs several times more.
+        ulong addresses = (ulong)Source ^ (ulong)(Source >> 64) ^ BitOperations.RotateLeft((ulong)Destination ^ (ulong)(Destination >> 64), 29);
+        ulong rest = SourcePort | ((ulong)DestinationPort << 16) | ((ulong)Protocol << 32) | ((ulong)IpVersion << 40) | ((ulong)VlanIds << 48);
+        return HashCode.Combine(addresses, rest, VlanIds >> 16);
+    }
 
     /// <summary>For logs: <c>tcp 10.0.0.1:80 &gt; 10.0.0.2:4242</c>.</summary>
     public override string ToString()

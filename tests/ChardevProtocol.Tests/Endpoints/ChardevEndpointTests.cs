@@ -154,7 +154,7 @@ public sealed class ChardevEndpointTests : IDisposable
     }
 
     [Fact]
-    public async Task An_oversized_frame_closes_only_that_connection_which_is_then_re_established()
+    public async Task Vector17_differs_from_qemu_an_oversized_frame_closes_only_that_connection_which_is_then_re_established()
     {
         await using var listener = new ChardevEndpoint(ChardevSocketSpec.Parse("socket,id=peer,host=127.0.0.1,port=0,server=on,wait=off"));
         listener.StartListening();

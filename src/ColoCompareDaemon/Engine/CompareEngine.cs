@@ -1,0 +1,529 @@
+using ColoChardev.ChardevProtocol.Framing;
+using ColoChardev.ChardevProtocol.Packets;
+
+namespace ColoChardev.Daemon.Engine;
+
+/// <summary>
+/// colo-compare's decisions as a pure, deterministic core, one instance per compared NIC. Events go in (a primary
+/// frame, a secondary frame, a clock tick, a completed checkpoint, failover); actions come out through
+/// <see cref="ICompareActions"/> (release, drop with a reason, request a checkpoint with a reason). No sockets,
+/// threads, QMP or wall clock in here; time is whatever the caller passes. Not thread-safe: one caller at a time.
+/// </summary>
+/// <remarks>
+/// Semantics follow QEMU's colo-compare (spec §2) with its bugs fixed; docs/compatibility.md lists each difference.
+/// </remarks>
+public sealed partial class CompareEngine
+{
+    private readonly CompareOptions _options;
+    private readonly ICompareActions _actions;
+    private readonly Dictionary<FlowId, Flow> _flows = [];
+    private readonly List<Flow> _flowList = [];
+    private readonly Stack<Flow> _spareFlows = new();
+    private Flow? _lastFlow;
+    private long _order;
+    private long _nowMs;
+    private long _lastScanMs;
+    private bool _scanned;
+    private bool _checkpointOutstanding;
+    private long _checkpointRequestedMs;
+
+    public CompareEngine(CompareOptions options, ICompareActions actions)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(actions);
+        string? problem = options.Validate();
+        if (problem is not null)
+        {
+            throw new ArgumentException(problem, nameof(options));
+        }
+
+        _options = options;
+        _actions = actions;
+    }
+
+    /// <summary>The engine's accounting.</summary>
+    public CompareCounters Counters { get; } = new();
+
+    /// <summary>The options in force.</summary>
+    public CompareOptions Options => _options;
+
+    /// <summary>True after <see cref="OnFailover"/>: every primary frame passes straight through.</summary>
+    public bool IsFailedOver { get; private set; }
+
+    /// <summary>True while a checkpoint request has been made and no checkpoint has completed since.</summary>
+    public bool CheckpointOutstanding => _checkpointOutstanding;
+
+    /// <summary>A frame from the primary guest. The engine owns it from here on.</summary>
+    public void OnPrimary(ChardevFrame frame, long nowMs)
+    {
+        _nowMs = nowMs;
+        Counters.PrimaryAccepted++;
+        if (IsFailedOver)
+        {
+            Release(frame, ReleaseReason.Failover);
+            return;
+        }
+
+        if (!Classify(frame, PacketSide.Primary, out ParsedPacket packet, out CompareProtocol protocol))
+        {
+            return;
+        }
+
+        Flow flow = GetFlow(packet, protocol, nowMs);
+        if (!Admit(frame, PacketSide.Primary, flow))
+        {
+            return;
+        }
+
+        ref QueuedPacket queued = ref flow.Primary.Append();
+        Describe(ref queued, frame, packet, protocol, nowMs);
+        if (protocol == CompareProtocol.Tcp)
+        {
+            NoteClose(flow, packet.TcpFlags, PacketSide.Primary);
+            flow.Primary.SortLastBySeq();
+        }
+
+        Counters.PrimaryQueued++;
+        Counters.QueuedBytes += frame.Length;
+        Process(flow);
+    }
+
+    /// <summary>A frame from the secondary guest. The engine owns it from here on.</summary>
+    public void OnSecondary(ChardevFrame frame, long nowMs)
+    {
+        _nowMs = nowMs;
+        Counters.SecondaryAccepted++;
+        if (IsFailedOver)
+        {
+            Drop(frame, PacketSide.Secondary, DropReason.Failover);
+            return;
+        }
+
+        if (!Classify(frame, PacketSide.Secondary, out ParsedPacket packet, out CompareProtocol protocol))
+        {
+            return;
+        }
+
+        Flow flow = GetFlow(packet, protocol, nowMs);
+        flow.LastSecondaryOrder = _order++;
+        if (protocol == CompareProtocol.Tcp)
+        {
+            NoteClose(flow, packet.TcpFlags, PacketSide.Secondary);
+            if ((packet.TcpFlags & TcpControlBits.Ack) != 0)
+            {
+                flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, packet.TcpAck) : packet.TcpAck;
+                flow.HasSecondaryAck = true;
+            }
+
+            // Nothing to compare in these: note the ACK and the arrival above, then let them go at once (QEMU queues
+            // them, and fully compared ones linger until they time out into a spurious checkpoint).
+            if (packet.PayloadLength == 0)
+            {
+                Drop(frame, PacketSide.Secondary, DropReason.ZeroPayload);
+                Process(flow);
+                return;
+            }
+
+            if (flow.HasComparedSeq && SeqNumber.LessOrEqual(packet.TcpSeq + (uint)packet.PayloadLength, flow.ComparedSeq))
+            {
+                Drop(frame, PacketSide.Secondary, DropReason.AlreadyCompared);
+                Process(flow);
+                return;
+            }
+        }
+
+        if (!Admit(frame, PacketSide.Secondary, flow))
+        {
+            return;
+        }
+
+        ref QueuedPacket queued = ref flow.Secondary.Append();
+        Describe(ref queued, frame, packet, protocol, nowMs);
+        if (protocol == CompareProtocol.Tcp)
+        {
+            flow.Secondary.SortLastBySeq();
+        }
+
+        Counters.SecondaryQueued++;
+        Counters.QueuedBytes += frame.Length;
+        Process(flow);
+    }
+
+    /// <summary>
+    /// The clock. Every <see cref="CompareOptions.ExpiredScanCycleMs"/> the queues are scanned: a packet older than
+    /// <see cref="CompareOptions.CompareTimeoutMs"/> (or a diverged or full flow) requests a checkpoint, and idle or
+    /// closed flows with nothing queued are forgotten. Call it as often as convenient.
+    /// </summary>
+    public void OnTick(long nowMs)
+    {
+        _nowMs = nowMs;
+        if (IsFailedOver || (_scanned && nowMs - _lastScanMs < _options.ExpiredScanCycleMs))
+        {
+            return;
+        }
+
+        _scanned = true;
+        _lastScanMs = nowMs;
+        if (_checkpointOutstanding && nowMs - _checkpointRequestedMs > _options.CompareTimeoutMs)
+        {
+            // The request was lost or absorbed: allow a new one, as QEMU re-requests every scan.
+            _checkpointOutstanding = false;
+        }
+
+        CheckpointReason? reason = null;
+        FlowKey reasonFlow = default;
+        for (int i = _flowList.Count - 1; i >= 0; i--)
+        {
+            Flow flow = _flowList[i];
+            if (flow.IsEmpty)
+            {
+                if (IsExpired(flow, nowMs))
+                {
+                    RemoveFlow(flow);
+                }
+
+                continue;
+            }
+
+            CheckpointReason? flowReason = Overdue(flow, nowMs);
+            if (flowReason is not null && reason is null)
+            {
+                reason = flowReason;
+                reasonFlow = flow.Id.Key;
+            }
+        }
+
+        if (reason is CheckpointReason found)
+        {
+            RequestCheckpoint(found, reasonFlow);
+        }
+    }
+
+    /// <summary>
+    /// A checkpoint completed: the secondary holds the primary's state. Every queued primary frame is released in
+    /// its flow's order, every queued secondary frame is dropped, and flows continue from where the primary was.
+    /// </summary>
+    public void OnCheckpointCompleted(long nowMs)
+    {
+        _nowMs = nowMs;
+        Counters.CheckpointsCompleted++;
+        _checkpointOutstanding = false;
+        Flush(ReleaseReason.Checkpoint, DropReason.Checkpoint);
+    }
+
+    /// <summary>Failover: everything queued is released, and from now on primary frames pass straight through.</summary>
+    public void OnFailover(long nowMs)
+    {
+        _nowMs = nowMs;
+        Flush(ReleaseReason.Failover, DropReason.Failover);
+        IsFailedOver = true;
+        _checkpointOutstanding = false;
+    }
+
+    private bool Classify(ChardevFrame frame, PacketSide side, out ParsedPacket packet, out CompareProtocol protocol)
+    {
+        protocol = CompareProtocol.Other;
+        uint vnetHdrLen = _options.VnetHdrSupport ? frame.VnetHdrLen : 0;
+        bool wellFormed = PacketParser.TryParse(frame.Payload, vnetHdrLen, out packet);
+        if (frame.Length == 0)
+        {
+            // Never forwarded: a zero-length frame would abort QEMU 7.2 and our writer refuses it.
+            Drop(frame, side, DropReason.ZeroLength);
+            return false;
+        }
+
+        if (!wellFormed)
+        {
+            return PassUncompared(frame, side, ReleaseReason.Malformed, DropReason.Malformed);
+        }
+
+        if (!packet.IsIp)
+        {
+            return PassUncompared(frame, side, ReleaseReason.NonIp, DropReason.NonIp);
+        }
+
+        if (packet.IpVersion == 6 && !_options.CompareIpv6)
+        {
+            return PassUncompared(frame, side, ReleaseReason.Ipv6Uncompared, DropReason.Ipv6Uncompared);
+        }
+
+        if (packet.VlanCount > 0 && !_options.CompareVlan)
+        {
+            return PassUncompared(frame, side, ReleaseReason.VlanUncompared, DropReason.VlanUncompared);
+        }
+
+        // IP fragments are compared as bytes in a flow keyed without ports (see GetFlow).
+        protocol = packet.IsFragment ? CompareProtocol.Other : packet.Protocol switch
+        {
+            IpProtocol.Tcp => CompareProtocol.Tcp,
+            IpProtocol.Udp or IpProtocol.UdpLite => CompareProtocol.Udp,
+            IpProtocol.Icmp or IpProtocol.Icmpv6 => CompareProtocol.Icmp,
+            _ => CompareProtocol.Other,
+        };
+        return true;
+    }
+
+    private bool PassUncompared(ChardevFrame frame, PacketSide side, ReleaseReason release, DropReason drop)
+    {
+        if (side == PacketSide.Primary)
+        {
+            Release(frame, release);
+        }
+        else
+        {
+            Drop(frame, side, drop);
+        }
+
+        return false;
+    }
+
+    /// <summary>Keeps total queued bytes within the budget; a frame that does not fit is dropped, counted, and a checkpoint requested.</summary>
+    private bool Admit(ChardevFrame frame, PacketSide side, Flow flow)
+    {
+        if (Counters.QueuedBytes + frame.Length <= _options.QueueBudgetBytes)
+        {
+            return true;
+        }
+
+        Drop(frame, side, DropReason.QueueBudget);
+        RequestCheckpoint(CheckpointReason.QueueBudget, flow.Id.Key);
+        return false;
+    }
+
+    private void Describe(ref QueuedPacket queued, ChardevFrame frame, in ParsedPacket packet, CompareProtocol protocol, long nowMs)
+    {
+        queued.Frame = frame;
+        queued.ArrivalMs = nowMs;
+        queued.Order = _order++;
+        queued.ChecksumAt = -1;
+        if (protocol == CompareProtocol.Tcp)
+        {
+            queued.DataOffset = packet.PayloadOffset;
+            queued.DataLength = packet.PayloadLength;
+            queued.Seq = packet.TcpSeq;
+            queued.Ack = packet.TcpAck;
+            queued.HasAck = (packet.TcpFlags & TcpControlBits.Ack) != 0;
+            return;
+        }
+
+        // From the L4 header on (spec §2.6). QEMU compares "other" protocols from the Ethernet header on, MACs and
+        // IP ID included (spec §2.7); the bytes after the IP header are what the two guests must agree on. The
+        // UDP and ICMP checksums are skipped: they only restate the compared bytes, except under checksum offload.
+        queued.DataOffset = packet.L4Offset;
+        queued.DataLength = packet.L3End - packet.L4Offset;
+        queued.ChecksumAt = protocol switch
+        {
+            CompareProtocol.Udp => 6,
+            CompareProtocol.Icmp => 2,
+            _ => -1,
+        };
+    }
+
+    private static void NoteClose(Flow flow, TcpControlBits flags, PacketSide side)
+    {
+        if ((flags & (TcpControlBits.Fin | TcpControlBits.Rst)) == 0)
+        {
+            return;
+        }
+
+        if (side == PacketSide.Primary)
+        {
+            flow.PrimaryClosed = true;
+        }
+        else
+        {
+            flow.SecondaryClosed = true;
+        }
+
+        if ((flags & TcpControlBits.Rst) != 0)
+        {
+            flow.Reset = true;
+        }
+    }
+
+    private Flow GetFlow(in ParsedPacket packet, CompareProtocol protocol, long nowMs)
+    {
+        Flow? flow = _lastFlow;
+        if (flow is null || flow.Id.Protocol != protocol || packet.IsFragment || !flow.Id.Key.Equals(packet.Flow))
+        {
+            FlowKey key = packet.Flow;
+            if (packet.IsFragment)
+            {
+                // Only the first fragment has ports: key all of them by addresses, protocol and VLAN.
+                key = new FlowKey(key.IpVersion, key.Source, key.Destination, key.Protocol, 0, 0, key.VlanIds);
+            }
+
+            var id = new FlowId(key, protocol);
+            if (!_flows.TryGetValue(id, out flow))
+            {
+                flow = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow();
+                flow.Start(id, nowMs);
+                flow.Index = _flowList.Count;
+                _flowList.Add(flow);
+                _flows.Add(id, flow);
+                Counters.Flows++;
+            }
+
+            _lastFlow = flow;
+        }
+
+        flow.LastActivityMs = nowMs;
+        return flow;
+    }
+
+    private void RemoveFlow(Flow flow)
+    {
+        int last = _flowList.Count - 1;
+        Flow moved = _flowList[last];
+        _flowList[flow.Index] = moved;
+        moved.Index = flow.Index;
+        _flowList.RemoveAt(last);
+        _flows.Remove(flow.Id);
+        if (_lastFlow == flow)
+        {
+            _lastFlow = null;
+        }
+
+        _spareFlows.Push(flow);
+        Counters.Flows--;
+        Counters.FlowsExpired++;
+    }
+
+    private bool IsExpired(Flow flow, long nowMs)
+    {
+        long idle = nowMs - flow.LastActivityMs;
+        bool closed = flow.Reset || (flow.PrimaryClosed && flow.SecondaryClosed);
+        return idle > _options.FlowIdleTimeoutMs || (closed && idle > _options.ClosedFlowLingerMs);
+    }
+
+    private CheckpointReason? Overdue(Flow flow, long nowMs)
+    {
+        if (flow.Diverged)
+        {
+            return CheckpointReason.Mismatch;
+        }
+
+        // Strictly older than compare_timeout, as QEMU checks (spec §2.8).
+        if (nowMs - flow.Primary.OldestArrivalMs() > _options.CompareTimeoutMs)
+        {
+            return CheckpointReason.PrimaryTimeout;
+        }
+
+        if (nowMs - flow.Secondary.OldestArrivalMs() > _options.CompareTimeoutMs)
+        {
+            return CheckpointReason.SecondaryTimeout;
+        }
+
+        if (flow.Primary.Count >= _options.MaxQueueSize || flow.Secondary.Count >= _options.MaxQueueSize)
+        {
+            return CheckpointReason.QueueFull;
+        }
+
+        return null;
+    }
+
+    private void Process(Flow flow)
+    {
+        if (flow.Protocol == CompareProtocol.Tcp)
+        {
+            ProcessTcp(flow);
+        }
+        else
+        {
+            ProcessDatagrams(flow);
+        }
+
+        if (flow.Primary.Count >= _options.MaxQueueSize || flow.Secondary.Count >= _options.MaxQueueSize)
+        {
+            // QEMU drops at max_queue_size + 1, primary packets included (spec §2.5.1); we ask for a checkpoint.
+            RequestCheckpoint(CheckpointReason.QueueFull, flow.Id.Key);
+        }
+    }
+
+    private void Mismatch(Flow flow)
+    {
+        flow.Diverged = true;
+        Counters.CountMismatch(flow.Protocol);
+        RequestCheckpoint(CheckpointReason.Mismatch, flow.Id.Key);
+    }
+
+    private void RequestCheckpoint(CheckpointReason reason, in FlowKey flow)
+    {
+        if (_checkpointOutstanding)
+        {
+            Counters.CheckpointRequestsCoalesced++;
+            return;
+        }
+
+        _checkpointOutstanding = true;
+        _checkpointRequestedMs = _nowMs;
+        Counters.CountCheckpointRequest(reason);
+        _actions.RequestCheckpoint(reason, flow);
+    }
+
+    private void Flush(ReleaseReason release, DropReason drop)
+    {
+        foreach (Flow flow in _flowList)
+        {
+            bool tcp = flow.Protocol == CompareProtocol.Tcp;
+            while (flow.Primary.Count > 0)
+            {
+                ref QueuedPacket head = ref flow.Primary.Head;
+                if (tcp)
+                {
+                    // The secondary now holds the primary's state: it goes on from the primary's sequence and ACK.
+                    if (head.DataLength > 0)
+                    {
+                        flow.ComparedSeq = flow.HasComparedSeq ? SeqNumber.Max(flow.ComparedSeq, head.SeqEnd) : head.SeqEnd;
+                        flow.HasComparedSeq = true;
+                    }
+
+                    if (head.HasAck)
+                    {
+                        flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, head.Ack) : head.Ack;
+                        flow.HasSecondaryAck = true;
+                    }
+                }
+
+                ReleasePrimaryAt(flow, 0, release);
+            }
+
+            while (flow.Secondary.Count > 0)
+            {
+                DropSecondaryAt(flow, 0, drop);
+            }
+
+            flow.Diverged = false;
+        }
+    }
+
+    private void ReleasePrimaryAt(Flow flow, int index, ReleaseReason reason)
+    {
+        ChardevFrame frame = flow.Primary[index].Frame;
+        flow.Primary.RemoveAt(index);
+        Counters.PrimaryQueued--;
+        Counters.QueuedBytes -= frame.Length;
+        Release(frame, reason);
+    }
+
+    private void DropSecondaryAt(Flow flow, int index, DropReason reason)
+    {
+        ChardevFrame frame = flow.Secondary[index].Frame;
+        flow.Secondary.RemoveAt(index);
+        Counters.SecondaryQueued--;
+        Counters.QueuedBytes -= frame.Length;
+        Drop(frame, PacketSide.Secondary, reason);
+    }
+
+    private void Release(ChardevFrame frame, ReleaseReason reason)
+    {
+        Counters.CountRelease(reason);
+        _actions.Release(frame, reason);
+    }
+
+    private void Drop(ChardevFrame frame, PacketSide side, DropReason reason)
+    {
+        Counters.CountDrop(side, reason);
+        _actions.Drop(frame, side, reason);
+    }
+}
