@@ -11,9 +11,30 @@ public static class Program
     /// <summary>Exit code for a bad command line, as the usage text promises.</summary>
     public const int ExitUsage = 2;
 
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static async Task<int> Main(string[] args)
+    {
+        using var interrupted = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            interrupted.Cancel();
+        };
+        return await RunAsync(args, Console.Out, Console.Error, interrupted.Token).ConfigureAwait(false);
+    }
 
     /// <summary>Runs the command line against the given writers (so tests can run it in-process).</summary>
+    public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Count > 0 && args[0] == "qmp")
+        {
+            return await Tools.QmpTool.RunAsync(args.Skip(1).ToArray(), output, error, cancellationToken).ConfigureAwait(false);
+        }
+
+        return Run(args, output, error);
+    }
+
+    /// <summary>The synchronous subcommands.</summary>
     public static int Run(IReadOnlyList<string> args, TextWriter output, TextWriter error)
     {
         ArgumentNullException.ThrowIfNull(args);

@@ -1,6 +1,7 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using ColoChardev.Qmp;
+using ColoChardev.Qmp.Colo;
 
 namespace ColoChardev.Testbed;
 
@@ -25,13 +26,12 @@ public sealed record StandaloneColoCompareOptions
 /// </summary>
 public sealed class StandaloneColoCompare : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly StringBuilder _stderr = new();
+    private readonly QemuProcess _qemu;
     private readonly string _directory;
 
-    private StandaloneColoCompare(Process process, StandaloneColoCompareOptions options, string directory, int primaryPort, int secondaryPort, int outdevPort, int notifyPort)
+    private StandaloneColoCompare(QemuProcess qemu, StandaloneColoCompareOptions options, string directory, int primaryPort, int secondaryPort, int outdevPort, int notifyPort)
     {
-        _process = process;
+        _qemu = qemu;
         _directory = directory;
         Options = options;
         PrimaryPort = primaryPort;
@@ -58,22 +58,13 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
     public string QmpPath => System.IO.Path.Combine(_directory, "qmp.sock");
 
     /// <summary>QEMU's process id.</summary>
-    public int ProcessId => _process.Id;
+    public int ProcessId => _qemu.ProcessId;
 
     /// <summary>Whether QEMU has exited.</summary>
-    public bool HasExited => _process.HasExited;
+    public bool HasExited => _qemu.HasExited;
 
     /// <summary>What QEMU printed on stderr so far.</summary>
-    public string StandardError
-    {
-        get
-        {
-            lock (_stderr)
-            {
-                return _stderr.ToString();
-            }
-        }
-    }
+    public string StandardError => _qemu.StandardError;
 
     /// <summary>Client spec for our endpoint that connects to primary_in.</summary>
     public string PrimarySpec => $"socket,id=to-primary_in,host=127.0.0.1,port={PrimaryPort}";
@@ -96,22 +87,16 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
         int outdev = FreePort.Next();
         int notify = options.NotifyDev ? FreePort.Next() : 0;
         string directory = FreePort.TempSocketDirectory();
-        var info = new ProcessStartInfo(QemuBinary.Path)
+        var arguments = new List<string>
         {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
+            "-M", "none", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none",
+            "-qmp", $"unix:{System.IO.Path.Combine(directory, "qmp.sock")},server=on,wait=off",
         };
-        foreach (string argument in new[] { "-M", "none", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", "-qmp", $"unix:{System.IO.Path.Combine(directory, "qmp.sock")},server=on,wait=off" })
-        {
-            info.ArgumentList.Add(argument);
-        }
 
         void AddServer(string id, int port)
         {
-            info.ArgumentList.Add("-chardev");
-            info.ArgumentList.Add($"socket,id={id},host=127.0.0.1,port={port},server=on,wait=off");
+            arguments.Add("-chardev");
+            arguments.Add($"socket,id={id},host=127.0.0.1,port={port},server=on,wait=off");
         }
 
         AddServer("pri", primary);
@@ -132,26 +117,8 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
         AppendNumber(compare, "compare_timeout", options.CompareTimeoutMs);
         AppendNumber(compare, "expired_scan_cycle", options.ExpiredScanCycleMs);
         AppendNumber(compare, "max_queue_size", options.MaxQueueSize);
-        info.ArgumentList.Add("-object");
-        info.ArgumentList.Add("iothread,id=it");
-        info.ArgumentList.Add("-object");
-        info.ArgumentList.Add(compare.ToString());
-        var process = Process.Start(info) ?? throw new InvalidOperationException("QEMU did not start");
-        var instance = new StandaloneColoCompare(process, options, directory, primary, secondary, outdev, notify);
-        process.ErrorDataReceived += (_, e) =>
-        {
-            if (e.Data is not null)
-            {
-                lock (instance._stderr)
-                {
-                    instance._stderr.AppendLine(e.Data);
-                }
-            }
-        };
-        process.BeginErrorReadLine();
-        process.OutputDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        return instance;
+        arguments.AddRange(["-object", "iothread,id=it", "-object", compare.ToString()]);
+        return new StandaloneColoCompare(QemuProcess.Start(arguments), options, directory, primary, secondary, outdev, notify);
     }
 
     /// <summary>
@@ -163,14 +130,19 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
         string[] ids = Options.NotifyDev ? ["pri", "sec", "out", "ntf"] : ["pri", "sec", "out"];
         while (true)
         {
-            if (_process.HasExited)
+            if (_qemu.HasExited)
             {
-                throw new InvalidOperationException($"QEMU exited with code {_process.ExitCode}: {StandardError}");
+                throw new InvalidOperationException($"QEMU exited: {StandardError}");
             }
 
-            if (File.Exists(QmpPath) && await QmpProbe.AllChardevsConnectedAsync(QmpPath, ids, cancellationToken).ConfigureAwait(false))
+            if (File.Exists(QmpPath))
             {
-                return;
+                await using QmpClient qmp = await QmpClient.ConnectAsync("unix:" + QmpPath, cancellationToken: cancellationToken).ConfigureAwait(false);
+                ChardevInfo[] chardevs = await qmp.QueryChardevAsync(cancellationToken).ConfigureAwait(false);
+                if (chardevs.Count(c => ids.Contains(c.Label) && c.IsConnected) == ids.Length)
+                {
+                    return;
+                }
             }
 
             await Task.Delay(20, cancellationToken).ConfigureAwait(false);
@@ -182,20 +154,10 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
     {
         try
         {
-            if (!_process.HasExited)
-            {
-                _process.Kill();
-            }
-
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-            await _process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (InvalidOperationException)
-        {
+            await _qemu.DisposeAsync().ConfigureAwait(false);
         }
         finally
         {
-            _process.Dispose();
             Directory.Delete(_directory, recursive: true);
         }
     }
