@@ -31,6 +31,17 @@ public static class Program
             return await Tools.QmpTool.RunAsync(args.Skip(1).ToArray(), output, error, cancellationToken).ConfigureAwait(false);
         }
 
+        if (Hosting.CommandLine.IsDaemonCommandLine(args))
+        {
+            if (!Hosting.CommandLine.TryParse(args, out Hosting.DaemonConfiguration? configuration, out string? problem))
+            {
+                error.WriteLine($"colo-compare: {problem}");
+                return ExitUsage;
+            }
+
+            return await Hosting.DaemonHost.RunAsync(configuration!).ConfigureAwait(false);
+        }
+
         return Run(args, output, error);
     }
 

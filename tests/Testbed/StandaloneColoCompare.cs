@@ -28,6 +28,7 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
 {
     private readonly QemuProcess _qemu;
     private readonly string _directory;
+    private QmpClient? _monitor;
 
     private StandaloneColoCompare(QemuProcess qemu, StandaloneColoCompareOptions options, string directory, int primaryPort, int secondaryPort, int outdevPort, int notifyPort)
     {
@@ -135,14 +136,11 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
                 throw new InvalidOperationException($"QEMU exited: {StandardError}");
             }
 
-            if (File.Exists(QmpPath))
+            _monitor ??= await QmpConnect.WhenReadyAsync(QmpPath, cancellationToken, _qemu).ConfigureAwait(false);
+            ChardevInfo[] chardevs = await _monitor.QueryChardevAsync(cancellationToken).ConfigureAwait(false);
+            if (chardevs.Count(c => ids.Contains(c.Label) && c.IsConnected) == ids.Length)
             {
-                await using QmpClient qmp = await QmpClient.ConnectAsync("unix:" + QmpPath, cancellationToken: cancellationToken).ConfigureAwait(false);
-                ChardevInfo[] chardevs = await qmp.QueryChardevAsync(cancellationToken).ConfigureAwait(false);
-                if (chardevs.Count(c => ids.Contains(c.Label) && c.IsConnected) == ids.Length)
-                {
-                    return;
-                }
+                return;
             }
 
             await Task.Delay(20, cancellationToken).ConfigureAwait(false);
@@ -154,6 +152,11 @@ public sealed class StandaloneColoCompare : IAsyncDisposable
     {
         try
         {
+            if (_monitor is not null)
+            {
+                await _monitor.DisposeAsync().ConfigureAwait(false);
+            }
+
             await _qemu.DisposeAsync().ConfigureAwait(false);
         }
         finally

@@ -220,6 +220,18 @@ public sealed partial class CompareEngine
         _checkpointOutstanding = false;
     }
 
+    /// <summary>
+    /// The daemon is stopping: every queued primary frame is released (as QEMU does when a colo-compare object is
+    /// deleted), and any frame that still arrives passes straight through.
+    /// </summary>
+    public void OnShutdown(long nowMs)
+    {
+        _nowMs = nowMs;
+        Flush(ReleaseReason.Shutdown, DropReason.Shutdown);
+        IsFailedOver = true;
+        _checkpointOutstanding = false;
+    }
+
     private bool Classify(ChardevFrame frame, PacketSide side, out ParsedPacket packet, out CompareProtocol protocol)
     {
         protocol = CompareProtocol.Other;

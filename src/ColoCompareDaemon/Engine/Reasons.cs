@@ -52,6 +52,9 @@ public enum ReleaseReason : byte
 
     /// <summary>Released at or after failover: nothing is compared any more.</summary>
     Failover,
+
+    /// <summary>Released because the daemon is stopping (QEMU flushes its colo-compare when the object is deleted).</summary>
+    Shutdown,
 }
 
 /// <summary>Why a frame was dropped (never sent to outdev).</summary>
@@ -92,6 +95,9 @@ public enum DropReason : byte
 
     /// <summary>Secondary TCP bytes from before the first compared byte of the flow (the primary's copies were never seen).</summary>
     BeforeFirstCompared,
+
+    /// <summary>A queued secondary frame discarded because the daemon is stopping.</summary>
+    Shutdown,
 }
 
 /// <summary>Why a checkpoint was requested.</summary>

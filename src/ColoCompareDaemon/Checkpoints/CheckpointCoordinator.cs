@@ -1,0 +1,321 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Daemon.Engine;
+using ColoChardev.Daemon.Hosting;
+using ColoChardev.Qmp;
+using ColoChardev.Qmp.Colo;
+using Microsoft.Extensions.Logging;
+
+namespace ColoChardev.Daemon.Checkpoints;
+
+/// <summary>
+/// Asks the primary QEMU for checkpoints and learns when they complete, over QMP (spec §4, environment.md).
+/// Request: <c>migrate-set-parameters {"x-checkpoint-delay": CURRENT}</c> (read first; re-sending the value starts a
+/// checkpoint at once); one request outstanding until a checkpoint completes. Observe: a primary STOP that is a
+/// checkpoint (MIGRATION_PASS follows, or query-status says <c>colo</c>), then the safe flush point: the secondary's
+/// RESUME when its monitor is given, else the primary's RESUME. Never at STOP or MIGRATION_PASS, when the secondary
+/// does not yet hold the new state (QEMU commit 4fa8ed25b8). Periodic checkpoints are handled the same way.
+/// COLO_EXIT on the primary is failover: every NIC releases everything and passes primary traffic through.
+/// All state changes happen on one loop, fed by both monitors and by the NICs.
+/// </summary>
+internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDisposable
+{
+    private static readonly TimeSpan RequestLifetime = TimeSpan.FromSeconds(10);
+    private readonly string? _primaryAddress;
+    private readonly string? _secondaryAddress;
+    private readonly ILogger _logger;
+    private readonly Channel<Signal> _signals = Channel.CreateUnbounded<Signal>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly List<ComparedNic> _nics = [];
+    private readonly List<Task> _loops = [];
+    private QmpClient? _primary;
+    private QmpClient? _secondary;
+    private Phase _phase;
+    private bool _flushed;
+    private bool _requested;
+    private long _stoppedAt;
+    private long _requestedAt;
+    private bool _failedOver;
+    private long _requestsSent;
+    private long _requestsCoalesced;
+    private long _checkpointsObserved;
+
+    public CheckpointCoordinator(string? primaryAddress, string? secondaryAddress, ILoggerFactory loggers)
+    {
+        _primaryAddress = primaryAddress;
+        _secondaryAddress = secondaryAddress;
+        _logger = loggers.CreateLogger("checkpoints");
+    }
+
+    private enum Phase
+    {
+        Idle,
+        PrimaryStopped,
+        InCheckpoint,
+    }
+
+    public long RequestsSent => Interlocked.Read(ref _requestsSent);
+
+    public long RequestsCoalesced => Interlocked.Read(ref _requestsCoalesced);
+
+    public long CheckpointsObserved => Interlocked.Read(ref _checkpointsObserved);
+
+    /// <summary>NICs whose checkpoints this coordinator requests and flushes (those without notify_dev).</summary>
+    public void Add(ComparedNic nic) => _nics.Add(nic);
+
+    public bool RequestCheckpoint(ComparedNic nic, CheckpointReason reason, FlowKey flow)
+    {
+        if (_primaryAddress is null)
+        {
+            return false;
+        }
+
+        return _signals.Writer.TryWrite(new Signal(SignalKind.Request, nic, reason, flow, null));
+    }
+
+    public void Start(CancellationToken stopping)
+    {
+        if (_primaryAddress is not null)
+        {
+            _loops.Add(Task.Run(() => MonitorAsync(_primaryAddress, primary: true, stopping), CancellationToken.None));
+        }
+
+        if (_secondaryAddress is not null)
+        {
+            _loops.Add(Task.Run(() => MonitorAsync(_secondaryAddress, primary: false, stopping), CancellationToken.None));
+        }
+
+        _loops.Add(Task.Run(() => ProcessAsync(stopping), CancellationToken.None));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _signals.Writer.TryComplete();
+        try
+        {
+            await Task.WhenAll(_loops).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+        {
+        }
+    }
+
+    /// <summary>Keeps a monitor connected; its events (and its arrivals and departures) go to the loop.</summary>
+    private async Task MonitorAsync(string address, bool primary, CancellationToken stopping)
+    {
+        string which = primary ? "primary" : "secondary";
+        while (!stopping.IsCancellationRequested)
+        {
+            QmpClient? client = null;
+            try
+            {
+                client = await QmpClient.ConnectAsync(address, new QmpClientOptions { ConnectTimeout = TimeSpan.FromSeconds(5), CommandTimeout = TimeSpan.FromSeconds(5) }, stopping).ConfigureAwait(false);
+                using QmpEventSubscription events = client.Subscribe(QmpEvents.Stop, QmpEvents.Resume, QmpEvents.MigrationPass, QmpEvents.ColoExit);
+                string version = client.Greeting.Version.ToString();
+                DaemonLog.QmpConnected(_logger, which, address, version);
+                _signals.Writer.TryWrite(new Signal(primary ? SignalKind.PrimaryConnected : SignalKind.SecondaryConnected, null, default, default, null, client));
+                await foreach (QmpEvent e in events.WithCancellation(stopping).ConfigureAwait(false))
+                {
+                    _signals.Writer.TryWrite(new Signal(primary ? SignalKind.PrimaryEvent : SignalKind.SecondaryEvent, null, default, default, e));
+                }
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException)
+            {
+                DaemonLog.QmpLost(_logger, which, address, e.Message);
+            }
+            finally
+            {
+                if (client is not null)
+                {
+                    _signals.Writer.TryWrite(new Signal(primary ? SignalKind.PrimaryLost : SignalKind.SecondaryLost, null, default, default, null, client));
+                    await client.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ProcessAsync(CancellationToken stopping)
+    {
+        try
+        {
+            await foreach (Signal signal in _signals.Reader.ReadAllAsync(stopping).ConfigureAwait(false))
+            {
+                switch (signal.Kind)
+                {
+                    case SignalKind.Request:
+                        await RequestAsync(signal, stopping).ConfigureAwait(false);
+                        break;
+                    case SignalKind.PrimaryEvent:
+                        await OnPrimaryEventAsync(signal.Event!, stopping).ConfigureAwait(false);
+                        break;
+                    case SignalKind.SecondaryEvent:
+                        OnSecondaryEvent(signal.Event!);
+                        break;
+                    case SignalKind.PrimaryConnected:
+                        _primary = signal.Client;
+                        break;
+                    case SignalKind.SecondaryConnected:
+                        _secondary = signal.Client;
+                        break;
+                    case SignalKind.PrimaryLost when ReferenceEquals(_primary, signal.Client):
+                        _primary = null;
+                        break;
+                    case SignalKind.SecondaryLost when ReferenceEquals(_secondary, signal.Client):
+                        _secondary = null;
+                        break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RequestAsync(Signal signal, CancellationToken stopping)
+    {
+        if (_failedOver)
+        {
+            return;
+        }
+
+        if (_requested && Stopwatch.GetElapsedTime(_requestedAt) < RequestLifetime)
+        {
+            // One request outstanding until a checkpoint completes (QEMU coalesces them too).
+            Interlocked.Increment(ref _requestsCoalesced);
+            return;
+        }
+
+        QmpClient? primary = _primary;
+        if (primary is null)
+        {
+            string problem = $"the primary's QMP monitor {_primaryAddress} is not connected ({signal.Reason} on '{signal.Nic!.Id}')";
+            DaemonLog.CheckpointRequestFailed(_logger, problem);
+            return;
+        }
+
+        try
+        {
+            // Read the current value first: re-sending it starts a checkpoint and leaves the operator's setting alone.
+            uint delay = (await primary.QueryMigrateParametersAsync(stopping).ConfigureAwait(false)).XCheckpointDelay ?? 20_000;
+            await primary.SetCheckpointDelayAsync(delay, stopping).ConfigureAwait(false);
+            _requested = true;
+            _requestedAt = Stopwatch.GetTimestamp();
+            Interlocked.Increment(ref _requestsSent);
+            string flow = signal.Flow.ToString();
+            DaemonLog.CheckpointRequested(_logger, signal.Reason, signal.Nic!.Id, flow, delay);
+        }
+        catch (QmpException e)
+        {
+            DaemonLog.CheckpointRequestFailed(_logger, e.Message);
+        }
+    }
+
+    private async Task OnPrimaryEventAsync(QmpEvent e, CancellationToken stopping)
+    {
+        switch (e.Name)
+        {
+            case QmpEvents.Stop when _phase == Phase.Idle:
+                _phase = Phase.PrimaryStopped;
+                _flushed = false;
+                _stoppedAt = Stopwatch.GetTimestamp();
+                await CheckColoStateAsync(stopping).ConfigureAwait(false);
+                break;
+            case QmpEvents.MigrationPass when _phase == Phase.PrimaryStopped:
+                _phase = Phase.InCheckpoint;
+                break;
+            case QmpEvents.Resume:
+                if (_phase == Phase.InCheckpoint && !_flushed)
+                {
+                    // No secondary monitor (or its RESUME was missed): the primary's RESUME is later, and still safe.
+                    Flush(_secondary is null ? "at the primary's RESUME" : "at the primary's RESUME; the secondary's was not seen");
+                }
+
+                // A STOP/RESUME that was no checkpoint (an operator's stop and cont) releases nothing.
+                _phase = Phase.Idle;
+                break;
+            case QmpEvents.ColoExit:
+                ColoExitEventData data = e.ColoExitData();
+                _failedOver = true;
+                foreach (ComparedNic nic in _nics)
+                {
+                    nic.Failover();
+                }
+
+                DaemonLog.Failover(_logger, data.Mode, data.Reason);
+                break;
+        }
+    }
+
+    private void OnSecondaryEvent(QmpEvent e)
+    {
+        // The secondary resumes once it has loaded the new state: the earliest safe point to release (spec §4.6).
+        if (e.Name == QmpEvents.Resume && _phase == Phase.InCheckpoint && !_flushed)
+        {
+            Flush("at the secondary's RESUME");
+        }
+    }
+
+    /// <summary>After a STOP without MIGRATION_PASS yet (the events capability may be off): a checkpoint shows as status "colo".</summary>
+    private async Task CheckColoStateAsync(CancellationToken stopping)
+    {
+        QmpClient? primary = _primary;
+        if (primary is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if ((await primary.QueryStatusAsync(stopping).ConfigureAwait(false)).Status == "colo" && _phase == Phase.PrimaryStopped)
+            {
+                _phase = Phase.InCheckpoint;
+            }
+        }
+        catch (QmpException)
+        {
+            // MIGRATION_PASS may still tell us.
+        }
+    }
+
+    private void Flush(string kind)
+    {
+        _flushed = true;
+        bool requested = _requested;
+        _requested = false;
+        Interlocked.Increment(ref _checkpointsObserved);
+        foreach (ComparedNic nic in _nics)
+        {
+            nic.CheckpointCompleted();
+        }
+
+        string what = (requested ? "requested, " : "periodic, ") + kind;
+        long milliseconds = (long)Stopwatch.GetElapsedTime(_stoppedAt).TotalMilliseconds;
+        DaemonLog.CheckpointCompleted(_logger, what, milliseconds);
+    }
+
+    private enum SignalKind
+    {
+        Request,
+        PrimaryEvent,
+        SecondaryEvent,
+        PrimaryConnected,
+        SecondaryConnected,
+        PrimaryLost,
+        SecondaryLost,
+    }
+
+    private sealed record Signal(SignalKind Kind, ComparedNic? Nic, CheckpointReason Reason, FlowKey Flow, QmpEvent? Event, QmpClient? Client = null);
+}

@@ -1,0 +1,12 @@
+using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Daemon.Engine;
+using ColoChardev.Daemon.Hosting;
+
+namespace ColoChardev.Daemon.Checkpoints;
+
+/// <summary>Where a NIC's engine sends its (already coalesced) checkpoint requests.</summary>
+internal interface ICheckpointRequester
+{
+    /// <summary>Queues a request; false when there is no way to send one (it is then counted and logged by the NIC).</summary>
+    bool RequestCheckpoint(ComparedNic nic, CheckpointReason reason, FlowKey flow);
+}

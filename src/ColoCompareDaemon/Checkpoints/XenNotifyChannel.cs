@@ -1,0 +1,121 @@
+using System.Text;
+using ColoChardev.ChardevProtocol.Endpoints;
+using ColoChardev.ChardevProtocol.Framing;
+using ColoChardev.Daemon.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ColoChardev.Daemon.Checkpoints;
+
+/// <summary>
+/// Xen COLO's <c>notify_dev</c> protocol (spec §1.6), with QEMU's framing quirks: what we read carries the
+/// <c>vnet_hdr_len</c> word when vnet_hdr_support is on, what we write never does.
+/// In: <c>COLO_USERSPACE_PROXY_INIT</c> (answered with <c>COLO_COMPARE_GET_XEN_INIT</c>) and <c>COLO_CHECKPOINT</c>
+/// (flush). Out: <c>DO_CHECKPOINT</c>. Payloads match by exact length and bytes.
+/// </summary>
+internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint, ILogger logger) : IDisposable
+{
+    private static readonly byte[] ProxyInit = "COLO_USERSPACE_PROXY_INIT"u8.ToArray();
+    private static readonly byte[] Checkpoint = "COLO_CHECKPOINT"u8.ToArray();
+    private static readonly byte[] GetXenInit = "COLO_COMPARE_GET_XEN_INIT"u8.ToArray();
+    private static readonly byte[] DoCheckpoint = "DO_CHECKPOINT"u8.ToArray();
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private ChardevFrameWriter? _writer;
+
+    public ChardevEndpoint Endpoint { get; } = endpoint;
+
+    public void Dispose() => _writeLock.Dispose();
+
+    /// <summary>Sends DO_CHECKPOINT; false when nobody is connected.</summary>
+    public bool RequestCheckpoint()
+    {
+        ChardevFrameWriter? writer = Volatile.Read(ref _writer);
+        if (writer is null)
+        {
+            return false;
+        }
+
+        _ = SendAsync(writer, DoCheckpoint);
+        return true;
+    }
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            ChardevConnection connection;
+            try
+            {
+                connection = await Endpoint.ConnectAsync(stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            await using (connection.ConfigureAwait(false))
+            {
+                // The reader honours vnet_hdr_support (QEMU reads notify_dev with it); the writer never adds the word.
+                var writer = new ChardevFrameWriter(connection.Output, vnetHdrSupport: false, Endpoint.Statistics);
+                Volatile.Write(ref _writer, writer);
+                try
+                {
+                    while (true)
+                    {
+                        using ChardevFrame? frame = await connection.Reader.ReadFrameAsync(stopping).ConfigureAwait(false);
+                        if (frame is not ChardevFrame message)
+                        {
+                            break;
+                        }
+
+                        await HandleAsync(writer, message).ConfigureAwait(false);
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                catch (IOException e)
+                {
+                    DaemonLog.Xen(logger, nic.Id, "connection failed: " + e.Message);
+                }
+                finally
+                {
+                    Volatile.Write(ref _writer, null);
+                }
+            }
+        }
+    }
+
+    private async Task HandleAsync(ChardevFrameWriter writer, ChardevFrame message)
+    {
+        ReadOnlySpan<byte> payload = message.Payload;
+        if (payload.SequenceEqual(ProxyInit))
+        {
+            DaemonLog.Xen(logger, nic.Id, "COLO_USERSPACE_PROXY_INIT received, answering COLO_COMPARE_GET_XEN_INIT");
+            await SendAsync(writer, GetXenInit).ConfigureAwait(false);
+        }
+        else if (payload.SequenceEqual(Checkpoint))
+        {
+            nic.CheckpointCompleted();
+        }
+        else
+        {
+            string text = Encoding.ASCII.GetString(payload[..Math.Min(payload.Length, 64)]);
+            DaemonLog.XenUnsupported(logger, nic.Id, text, payload.Length);
+        }
+    }
+
+    private async Task SendAsync(ChardevFrameWriter writer, byte[] payload)
+    {
+        await _writeLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            writer.Write(payload, 0);
+            await writer.FlushAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+}

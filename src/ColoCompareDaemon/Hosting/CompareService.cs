@@ -1,0 +1,103 @@
+using ColoChardev.Daemon.Checkpoints;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ColoChardev.Daemon.Hosting;
+
+/// <summary>
+/// The daemon as a hosted service: opens every NIC's endpoints when starting (the host reports ready to systemd once
+/// this returns), runs the checkpoint coordinator, logs a summary line now and then, and on SIGTERM/SIGINT releases
+/// every queued primary frame to outdev before exiting.
+/// </summary>
+internal sealed class CompareService(DaemonConfiguration configuration, ILoggerFactory loggers) : IHostedService, IAsyncDisposable
+{
+    private static readonly TimeSpan DrainDeadline = TimeSpan.FromSeconds(5);
+    private readonly ILogger _logger = loggers.CreateLogger("colo-compare");
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<ComparedNic> _nics = [];
+    private CheckpointCoordinator? _coordinator;
+    private Task _summary = Task.CompletedTask;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        _coordinator = new CheckpointCoordinator(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
+        foreach (NicConfiguration nic in configuration.Nics)
+        {
+            var compared = new ComparedNic(nic, _coordinator, configuration.OutdevBacklogBytes, loggers);
+            _nics.Add(compared);
+            if (nic.NotifyDev is null)
+            {
+                _coordinator.Add(compared);
+            }
+        }
+
+        foreach (ComparedNic nic in _nics)
+        {
+            nic.Start(_stopping.Token);
+        }
+
+        _coordinator.Start(_stopping.Token);
+        if (configuration.SummaryInterval > TimeSpan.Zero)
+        {
+            _summary = Task.Run(() => SummarizeAsync(_stopping.Token), CancellationToken.None);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        // First release what is queued (QEMU flushes a colo-compare object that is deleted), then stop the loops.
+        long released = 0;
+        foreach (ComparedNic nic in _nics)
+        {
+            released += await nic.ShutdownAsync(DrainDeadline).ConfigureAwait(false);
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        long written = _nics.Sum(n => n.OutdevWritten);
+        DaemonLog.Stopped(_logger, released, written);
+        foreach (ComparedNic nic in _nics)
+        {
+            string summary = nic.Summary();
+            DaemonLog.Summary(_logger, nic.Id, summary);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (ComparedNic nic in _nics)
+        {
+            await nic.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_coordinator is not null)
+        {
+            await _coordinator.DisposeAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            await _summary.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stopping.Dispose();
+    }
+
+    private async Task SummarizeAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(configuration.SummaryInterval);
+        while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+        {
+            foreach (ComparedNic nic in _nics)
+            {
+                string summary = nic.Summary();
+                DaemonLog.Summary(_logger, nic.Id, summary);
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+using System.Threading.Channels;
+using ColoChardev.ChardevProtocol.Endpoints;
+using ColoChardev.ChardevProtocol.Framing;
+using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Daemon.Checkpoints;
+using ColoChardev.Daemon.Engine;
+using Microsoft.Extensions.Logging;
+
+namespace ColoChardev.Daemon.Hosting;
+
+/// <summary>
+/// One compared NIC at run time: its endpoints, its engine, and the loops around them. primary_in and secondary_in are
+/// read continuously, whatever the comparison or outdev do (a stalled reader stalls QEMU's main loop); the engine runs
+/// under a lock, in the reading thread; released frames go through a bounded backlog to the outdev writer.
+/// </summary>
+internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
+{
+    private readonly NicConfiguration _configuration;
+    private readonly ILogger _logger;
+    private readonly Lock _engineLock = new();
+    private readonly CompareEngine _engine;
+    private readonly ICheckpointRequester _requester;
+    private readonly Channel<ChardevFrame> _outQueue = Channel.CreateUnbounded<ChardevFrame>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly long _backlogLimit;
+    private readonly List<Task> _loops = [];
+    private Task _writer = Task.CompletedTask;
+    private long _backlogBytes;
+    private long _outdevWritten;
+    private long _outdevDropped;
+    private long _outdevLost;
+    private long _checkpointsUnsent;
+
+    public ComparedNic(NicConfiguration configuration, ICheckpointRequester requester, long backlogLimit, ILoggerFactory loggers)
+    {
+        _configuration = configuration;
+        _requester = requester;
+        _backlogLimit = backlogLimit;
+        _logger = loggers.CreateLogger("colo-compare." + configuration.Id);
+        _engine = new CompareEngine(configuration.Compare, this);
+        var options = new ChardevEndpointOptions { VnetHdrSupport = configuration.Compare.VnetHdrSupport };
+        ILogger endpointLogger = loggers.CreateLogger("chardev");
+        PrimaryIn = new ChardevEndpoint(configuration.PrimaryIn, options, endpointLogger);
+        SecondaryIn = new ChardevEndpoint(configuration.SecondaryIn, options, endpointLogger);
+        OutDev = new ChardevEndpoint(configuration.OutDev, options, endpointLogger);
+        if (configuration.NotifyDev is not null)
+        {
+            Notify = new XenNotifyChannel(this, new ChardevEndpoint(configuration.NotifyDev, options, endpointLogger), _logger);
+        }
+    }
+
+    public string Id => _configuration.Id;
+
+    public ChardevEndpoint PrimaryIn { get; }
+
+    public ChardevEndpoint SecondaryIn { get; }
+
+    public ChardevEndpoint OutDev { get; }
+
+    /// <summary>Xen's notify_dev channel, when configured: checkpoints are then requested and signalled there.</summary>
+    public XenNotifyChannel? Notify { get; }
+
+    /// <summary>The engine's accounting (readable from any thread).</summary>
+    public CompareCounters Counters => _engine.Counters;
+
+    public long OutdevWritten => Interlocked.Read(ref _outdevWritten);
+
+    /// <summary>Released frames dropped because the outdev backlog was full.</summary>
+    public long OutdevDropped => Interlocked.Read(ref _outdevDropped);
+
+    /// <summary>Released frames in a batch whose write to outdev failed.</summary>
+    public long OutdevLost => Interlocked.Read(ref _outdevLost);
+
+    public long BacklogBytes => Interlocked.Read(ref _backlogBytes);
+
+    public long CheckpointsUnsent => Interlocked.Read(ref _checkpointsUnsent);
+
+    /// <summary>Binds server endpoints now (so peers can connect), then starts every loop.</summary>
+    public void Start(CancellationToken stopping)
+    {
+        foreach (ChardevEndpoint endpoint in new[] { PrimaryIn, SecondaryIn, OutDev, Notify?.Endpoint }.OfType<ChardevEndpoint>())
+        {
+            if (endpoint.Spec.Server)
+            {
+                endpoint.StartListening();
+            }
+        }
+
+        CompareOptions c = _configuration.Compare;
+        DaemonLog.NicStarted(_logger, Id, PrimaryIn.Spec.Address, SecondaryIn.Spec.Address, OutDev.Spec.Address, Notify is null ? string.Empty : ", notify_dev " + Notify.Endpoint.Spec.Address, c.CompareTimeoutMs, c.ExpiredScanCycleMs, c.MaxQueueSize, c.VnetHdrSupport);
+        _loops.Add(Run(() => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), stopping)));
+        _loops.Add(Run(() => SecondaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Secondary), stopping)));
+        _writer = Run(() => WriteOutdevAsync(stopping));
+        _loops.Add(_writer);
+        _loops.Add(Run(() => TickAsync(stopping)));
+        if (Notify is not null)
+        {
+            _loops.Add(Run(() => Notify.RunAsync(stopping)));
+        }
+    }
+
+    /// <summary>A checkpoint completed: flush the engine.</summary>
+    public void CheckpointCompleted()
+    {
+        lock (_engineLock)
+        {
+            _engine.OnCheckpointCompleted(Environment.TickCount64);
+        }
+    }
+
+    /// <summary>Failover (COLO_EXIT): release everything, pass primary traffic through from now on.</summary>
+    public void Failover()
+    {
+        lock (_engineLock)
+        {
+            _engine.OnFailover(Environment.TickCount64);
+        }
+    }
+
+    /// <summary>Releases every queued primary frame and writes what it can to outdev within <paramref name="deadline"/>.</summary>
+    public async Task<long> ShutdownAsync(TimeSpan deadline)
+    {
+        long before = Counters.PrimaryReleased;
+        lock (_engineLock)
+        {
+            _engine.OnShutdown(Environment.TickCount64);
+        }
+
+        _outQueue.Writer.TryComplete();
+        await Task.WhenAny(_writer, Task.Delay(deadline)).ConfigureAwait(false);
+        return Counters.PrimaryReleased - before;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await Task.WhenAll(_loops).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+        {
+        }
+
+        await PrimaryIn.DisposeAsync().ConfigureAwait(false);
+        await SecondaryIn.DisposeAsync().ConfigureAwait(false);
+        await OutDev.DisposeAsync().ConfigureAwait(false);
+        if (Notify is not null)
+        {
+            await Notify.Endpoint.DisposeAsync().ConfigureAwait(false);
+            Notify.Dispose();
+        }
+
+        while (_outQueue.Reader.TryRead(out ChardevFrame frame))
+        {
+            // Released but never written (outdev was gone at shutdown): counted, not silently lost.
+            Interlocked.Increment(ref _outdevLost);
+            frame.Dispose();
+        }
+    }
+
+    public string Summary()
+    {
+        CompareCounters c = Counters;
+        return $"in {c.PrimaryAccepted}/{c.SecondaryAccepted} frames (primary/secondary), released {c.PrimaryReleased} ({c.PrimaryReleasedUncompared} uncompared), "
+            + $"dropped {c.PrimaryDropped}/{c.SecondaryDropped}, queued {c.PrimaryQueued}/{c.SecondaryQueued} ({c.QueuedBytes} bytes), flows {c.Flows}, "
+            + $"mismatches tcp {c.MismatchesBy(CompareProtocol.Tcp)} udp {c.MismatchesBy(CompareProtocol.Udp)} icmp {c.MismatchesBy(CompareProtocol.Icmp)} other {c.MismatchesBy(CompareProtocol.Other)}, "
+            + $"checkpoint requests {c.CheckpointRequests} (mismatch {c.CheckpointRequestsBy(CheckpointReason.Mismatch)}, timeout {c.CheckpointRequestsBy(CheckpointReason.PrimaryTimeout) + c.CheckpointRequestsBy(CheckpointReason.SecondaryTimeout)}, "
+            + $"queue {c.CheckpointRequestsBy(CheckpointReason.QueueFull) + c.CheckpointRequestsBy(CheckpointReason.QueueBudget)}; unsent {CheckpointsUnsent}), checkpoints {c.CheckpointsCompleted}; "
+            + $"outdev written {OutdevWritten}, backlog {BacklogBytes} bytes, dropped {OutdevDropped}, lost {OutdevLost}";
+    }
+
+    void ICompareActions.Release(ChardevFrame frame, ReleaseReason reason)
+    {
+        long held = Interlocked.Add(ref _backlogBytes, frame.Length);
+        if (held > _backlogLimit)
+        {
+            Interlocked.Add(ref _backlogBytes, -frame.Length);
+            long dropped = Interlocked.Increment(ref _outdevDropped);
+            if ((dropped & (dropped - 1)) == 0)
+            {
+                // Logged at 1, 2, 4, 8, ... drops: visible without flooding.
+                DaemonLog.OutdevBacklogFull(_logger, Id, held, dropped);
+            }
+
+            frame.Dispose();
+            return;
+        }
+
+        if (!_outQueue.Writer.TryWrite(frame))
+        {
+            Interlocked.Add(ref _backlogBytes, -frame.Length);
+            Interlocked.Increment(ref _outdevDropped);
+            frame.Dispose();
+        }
+    }
+
+    void ICompareActions.Drop(ChardevFrame frame, PacketSide side, DropReason reason) => frame.Dispose();
+
+    void ICompareActions.RequestCheckpoint(CheckpointReason reason, FlowKey flow)
+    {
+        bool sent = Notify is not null ? Notify.RequestCheckpoint() : _requester.RequestCheckpoint(this, reason, flow);
+        if (!sent)
+        {
+            long count = Interlocked.Increment(ref _checkpointsUnsent);
+            if ((count & (count - 1)) == 0)
+            {
+                DaemonLog.CheckpointUnsent(_logger, Id, reason, count);
+            }
+        }
+    }
+
+    private static Task Run(Func<Task> loop) => Task.Run(loop);
+
+    private void OnFrames(List<ChardevFrame> frames, PacketSide side)
+    {
+        long now = Environment.TickCount64;
+        lock (_engineLock)
+        {
+            foreach (ChardevFrame frame in frames)
+            {
+                if (side == PacketSide.Primary)
+                {
+                    _engine.OnPrimary(frame, now);
+                }
+                else
+                {
+                    _engine.OnSecondary(frame, now);
+                }
+            }
+        }
+    }
+
+    private async Task TickAsync(CancellationToken stopping)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(_configuration.Compare.ExpiredScanCycleMs / 4, 5, 100)));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
+            {
+                lock (_engineLock)
+                {
+                    _engine.OnTick(Environment.TickCount64);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task WriteOutdevAsync(CancellationToken stopping)
+    {
+        ChannelReader<ChardevFrame> queue = _outQueue.Reader;
+        bool first = true;
+        while (!queue.Completion.IsCompleted)
+        {
+            ChardevConnection connection;
+            try
+            {
+                connection = await OutDev.ConnectAsync(stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            if (!first)
+            {
+                DaemonLog.OutdevReconnected(_logger, Id);
+            }
+
+            first = false;
+            await using (connection.ConfigureAwait(false))
+            {
+                if (!await PumpAsync(connection, queue).ConfigureAwait(false))
+                {
+                    continue;
+                }
+            }
+
+            return;
+        }
+    }
+
+    /// <summary>Writes released frames until the queue completes (true) or the connection fails (false).</summary>
+    private async Task<bool> PumpAsync(ChardevConnection connection, ChannelReader<ChardevFrame> queue)
+    {
+        // Not cancelled by shutdown: the queue completes instead, after the final release, so everything is written.
+        while (await queue.WaitToReadAsync().ConfigureAwait(false))
+        {
+            long batch = 0;
+            long bytes = 0;
+            while (queue.TryRead(out ChardevFrame frame))
+            {
+                connection.Writer.Write(frame);
+                batch++;
+                bytes += frame.Length;
+                frame.Dispose();
+                if (bytes >= 256 * 1024)
+                {
+                    break;
+                }
+            }
+
+            Interlocked.Add(ref _backlogBytes, -bytes);
+            if (!await connection.Writer.FlushAsync().ConfigureAwait(false))
+            {
+                Interlocked.Add(ref _outdevLost, batch);
+                DaemonLog.OutdevWriteFailed(_logger, Id, batch);
+                return false;
+            }
+
+            Interlocked.Add(ref _outdevWritten, batch);
+        }
+
+        return true;
+    }
+
+    private sealed class EngineSink(ComparedNic nic, PacketSide side) : IChardevFrameSink
+    {
+        public ValueTask OnFramesAsync(List<ChardevFrame> frames, CancellationToken cancellationToken)
+        {
+            nic.OnFrames(frames, side);
+            return ValueTask.CompletedTask;
+        }
+    }
+}

@@ -1,0 +1,38 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+
+namespace ColoChardev.Daemon.Hosting;
+
+/// <summary>Builds and runs the generic host: console (or journald) logs, systemd notify, SIGTERM/SIGINT handling.</summary>
+internal static class DaemonHost
+{
+    public static async Task<int> RunAsync(DaemonConfiguration configuration)
+    {
+        HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.SetMinimumLevel(configuration.LogLevel);
+        builder.Logging.AddSimpleConsole(options =>
+        {
+            options.SingleLine = true;
+            options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff ";
+            options.UseUtcTimestamp = true;
+            options.ColorBehavior = LoggerColorBehavior.Disabled;
+        });
+        builder.Services.AddSystemd();
+        if (!Microsoft.Extensions.Hosting.Systemd.SystemdHelpers.IsSystemdService() && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")))
+        {
+            // A service manager that is not systemd's PID (a container's, or a test's) still wants READY=1 and
+            // STOPPING=1: the library only recognises systemd itself as the parent.
+            builder.Services.AddSingleton<Microsoft.Extensions.Hosting.Systemd.ISystemdNotifier, Microsoft.Extensions.Hosting.Systemd.SystemdNotifier>();
+            builder.Services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Systemd.SystemdLifetime>();
+        }
+
+        builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = TimeSpan.FromSeconds(15));
+        builder.Services.AddSingleton(configuration);
+        builder.Services.AddHostedService<CompareService>();
+        using IHost host = builder.Build();
+        await host.RunAsync().ConfigureAwait(false);
+        return 0;
+    }
+}

@@ -1,0 +1,53 @@
+using ColoChardev.Daemon.Engine;
+using Microsoft.Extensions.Logging;
+
+namespace ColoChardev.Daemon.Hosting;
+
+/// <summary>Source-generated log messages of the daemon.</summary>
+internal static partial class DaemonLog
+{
+    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "colo-compare '{Nic}': primary_in {PrimaryIn}, secondary_in {SecondaryIn}, outdev {OutDev}{Notify}; compare_timeout={Timeout} ms, expired_scan_cycle={Scan} ms, max_queue_size={MaxQueue}, vnet_hdr_support={Vnet}")]
+    public static partial void NicStarted(ILogger logger, string nic, string primaryIn, string secondaryIn, string outDev, string notify, long timeout, long scan, int maxQueue, bool vnet);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "colo-compare '{Nic}': {Summary}")]
+    public static partial void Summary(ILogger logger, string nic, string summary);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev backlog is full ({Bytes} bytes held); released frames are being dropped ({Dropped} so far)")]
+    public static partial void OutdevBacklogFull(ILogger logger, string nic, long bytes, long dropped);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': writing to outdev failed; {Lost} released frames of that batch may not have reached QEMU; reconnecting")]
+    public static partial void OutdevWriteFailed(ILogger logger, string nic, long lost);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev reconnected. QEMU up to 10.2 does not read again from a filter-redirector indev whose peer left once: unless the redirector is restored (object-del then object-add placed before the primary_in redirector), released traffic goes nowhere")]
+    public static partial void OutdevReconnected(ILogger logger, string nic);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': checkpoint wanted ({Reason}) but no way to ask for one: give --qmp (or notify_dev); {Count} such requests so far")]
+    public static partial void CheckpointUnsent(ILogger logger, string nic, CheckpointReason reason, long count);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "checkpoint requested over QMP ({Reason} on '{Nic}', flow {Flow}): migrate-set-parameters x-checkpoint-delay={Delay}")]
+    public static partial void CheckpointRequested(ILogger logger, CheckpointReason reason, string nic, string flow, uint delay);
+
+    [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "checkpoint request over QMP failed: {Error}")]
+    public static partial void CheckpointRequestFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 208, Level = LogLevel.Information, Message = "checkpoint completed ({Kind}) after {Milliseconds} ms: queued primary packets released, old secondary packets dropped")]
+    public static partial void CheckpointCompleted(ILogger logger, string kind, long milliseconds);
+
+    [LoggerMessage(EventId = 209, Level = LogLevel.Warning, Message = "COLO_EXIT on the primary (mode {Mode}, reason {Reason}): failover; everything queued was released and primary traffic now passes straight through")]
+    public static partial void Failover(ILogger logger, string mode, string reason);
+
+    [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "QMP {Which} monitor {Address} connected (QEMU {Version})")]
+    public static partial void QmpConnected(ILogger logger, string which, string address, string version);
+
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "QMP {Which} monitor {Address}: {Error}; retrying")]
+    public static partial void QmpLost(ILogger logger, string which, string address, string error);
+
+    [LoggerMessage(EventId = 212, Level = LogLevel.Information, Message = "notify_dev of '{Nic}': {Message}")]
+    public static partial void Xen(ILogger logger, string nic, string message);
+
+    [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "notify_dev of '{Nic}': unsupported instruction '{Instruction}' ({Length} bytes), ignored")]
+    public static partial void XenUnsupported(ILogger logger, string nic, string instruction, int length);
+
+    [LoggerMessage(EventId = 214, Level = LogLevel.Information, Message = "stopping: {Released} queued primary frames released, {Written} frames written to outdev on the way out")]
+    public static partial void Stopped(ILogger logger, long released, long written);
+}

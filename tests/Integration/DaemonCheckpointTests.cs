@@ -1,0 +1,107 @@
+using System.Text;
+using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Qmp;
+using ColoChardev.Qmp.Colo;
+using ColoChardev.Testbed;
+
+namespace ColoChardev.Integration;
+
+/// <summary>
+/// The daemon's checkpoint cycle over QMP. A standalone QEMU never checkpoints, so the COLO events come from scripted
+/// monitors here (the only fake peer in these tests, for events that need a running COLO pair); a real QEMU shows
+/// that an operator's stop/cont is not taken for a checkpoint.
+/// </summary>
+public sealed class DaemonCheckpointTests : IDisposable
+{
+    private readonly string _directory = FreePort.TempSocketDirectory();
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(90));
+
+    public void Dispose()
+    {
+        _timeout.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private CancellationToken Token => _timeout.Token;
+
+    private static byte[] Udp(string payload, byte mac = 1, ushort port = 53) =>
+        new FrameBuilder().SourceMac(mac).Ipv4("10.0.0.10", "10.0.0.1").Udp(port, 40000, Encoding.ASCII.GetBytes(payload)).Build();
+
+    [Fact]
+    public async Task Queued_packets_leave_at_the_secondarys_RESUME_never_at_STOP_or_MIGRATION_PASS()
+    {
+        await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
+        await using ScriptedQmpServer secondary = ScriptedQmpServer.Start(Path.Combine(_directory, "s.qmp"));
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address, "--secondary-qmp", secondary.Address]), Token);
+        await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+        await secondary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+
+        byte[] held = Udp("primary");
+        await rig.SendPrimaryAsync(held);
+        await rig.SendSecondaryAsync(Udp("second!", mac: 2));
+        await rig.Daemon.WaitForLineAsync("checkpoint requested over QMP", TimeSpan.FromSeconds(10));
+        Assert.Contains("query-migrate-parameters", primary.Commands);
+        Assert.Contains("migrate-set-parameters", primary.Commands);
+
+        // The checkpoint as QEMU 7.2 reports it: secondary STOP, primary STOP, MIGRATION_PASS, secondary RESUME, primary RESUME.
+        await secondary.SendEventAsync("STOP");
+        await primary.SendEventAsync("STOP");
+        await primary.SendEventAsync("MIGRATION_PASS", """{"pass": 1}""");
+        Assert.False(await rig.AnythingReleasedAsync(0.5), "released before the secondary held the new state");
+        await secondary.SendEventAsync("RESUME");
+        Assert.Equal([Convert.ToHexString(held)], await rig.ReadReleasedAsync(1));
+        await primary.SendEventAsync("RESUME");
+        await rig.Daemon.WaitForLineAsync("checkpoint completed (requested, at the secondary's RESUME)", TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task Without_a_secondary_monitor_the_primarys_RESUME_is_the_flush_point_and_periodic_checkpoints_count_too()
+    {
+        await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address]), Token);
+        await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+        byte[] lonely = Udp("lonely");
+        await rig.SendPrimaryAsync(lonely);
+        await rig.Daemon.WaitForLineAsync("in 1/", TimeSpan.FromSeconds(10)); // data and events travel on different sockets
+        await primary.SendEventAsync("STOP"); // a periodic checkpoint, not requested by us
+        await primary.SendEventAsync("MIGRATION_PASS", """{"pass": 2}""");
+        Assert.False(await rig.AnythingReleasedAsync(0.5));
+        await primary.SendEventAsync("RESUME");
+        Assert.Equal([Convert.ToHexString(lonely)], await rig.ReadReleasedAsync(1));
+        await rig.Daemon.WaitForLineAsync("checkpoint completed (periodic, at the primary's RESUME)", TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task COLO_EXIT_on_the_primary_releases_everything_and_passes_primary_traffic_through()
+    {
+        await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address]), Token);
+        await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+        byte[] queued = Udp("queued");
+        await rig.SendPrimaryAsync(queued);
+        await rig.Daemon.WaitForLineAsync("in 1/", TimeSpan.FromSeconds(10));
+        await primary.SendEventAsync("COLO_EXIT", """{"mode": "primary", "reason": "request"}""");
+        Assert.Equal([Convert.ToHexString(queued)], await rig.ReadReleasedAsync(1));
+        await rig.Daemon.WaitForLineAsync("COLO_EXIT on the primary", TimeSpan.FromSeconds(5));
+        byte[] alone = Udp("no secondary any more", port: 7);
+        await rig.SendPrimaryAsync(alone);
+        Assert.Equal([Convert.ToHexString(alone)], await rig.ReadReleasedAsync(1));
+    }
+
+    [Fact]
+    public async Task An_operators_stop_and_cont_on_a_real_qemu_is_not_taken_for_a_checkpoint()
+    {
+        string monitor = Path.Combine(_directory, "primary.qmp");
+        string operatorPath = Path.Combine(_directory, "operator.qmp");
+        await using QemuProcess qemu = QemuProcess.StartWithMonitors($"unix:{monitor},server=on,wait=off", $"unix:{operatorPath},server=on,wait=off");
+        await using QmpClient operatorMonitor = await QmpConnect.WhenReadyAsync(operatorPath, Token, qemu);
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", "unix:" + monitor]), Token);
+        await rig.Daemon.WaitForLineAsync("QMP primary monitor", TimeSpan.FromSeconds(10));
+        await rig.SendPrimaryAsync(Udp("unmatched"));
+        await rig.Daemon.WaitForLineAsync("in 1/", TimeSpan.FromSeconds(10));
+        await operatorMonitor.StopAsync(Token);
+        await operatorMonitor.ContAsync(Token);
+        Assert.False(await rig.AnythingReleasedAsync(1), "an operator's stop/cont released an unmatched packet");
+        Assert.DoesNotContain(rig.Daemon.Lines, l => l.Contains("checkpoint completed", StringComparison.Ordinal));
+    }
+}

@@ -1,0 +1,149 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace ColoChardev.Testbed;
+
+/// <summary>
+/// The colo-compare daemon as a real process (<c>dotnet colo-compare.dll ARGS</c>, from the test's output folder):
+/// its output lines are collected, it is stopped with SIGTERM (by the PID we started) and killed on dispose.
+/// </summary>
+public sealed class DaemonProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _lines = [];
+
+    private DaemonProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public int ProcessId => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Every line printed so far (stdout and stderr).</summary>
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return [.. _lines];
+            }
+        }
+    }
+
+    public string Output => string.Join('\n', Lines);
+
+    /// <summary>The daemon's assembly next to the test's.</summary>
+    public static string AssemblyPath => Path.Combine(AppContext.BaseDirectory, "colo-compare.dll");
+
+    public static DaemonProcess Start(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, string? shellPrefix = null)
+    {
+        ProcessStartInfo info;
+        if (shellPrefix is null)
+        {
+            info = new ProcessStartInfo("dotnet") { ArgumentList = { AssemblyPath } };
+            foreach (string argument in arguments)
+            {
+                info.ArgumentList.Add(argument);
+            }
+        }
+        else
+        {
+            // For what must be set from inside the process's own shell (e.g. SYSTEMD_EXEC_PID=$$ before exec).
+            string command = shellPrefix + " exec dotnet " + Quote(AssemblyPath) + " " + string.Join(' ', arguments.Select(Quote));
+            info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command } };
+        }
+
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
+        info.UseShellExecute = false;
+        foreach ((string name, string value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
+        var process = Process.Start(info) ?? throw new InvalidOperationException("the daemon did not start");
+        var daemon = new DaemonProcess(process);
+        void Collect(object? sender, DataReceivedEventArgs e)
+        {
+            if (e.Data is not null)
+            {
+                lock (daemon._lines)
+                {
+                    daemon._lines.Add(e.Data);
+                }
+            }
+        }
+
+        process.OutputDataReceived += Collect;
+        process.ErrorDataReceived += Collect;
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return daemon;
+    }
+
+    /// <summary>Waits until a line contains <paramref name="text"/>.</summary>
+    public async Task<string> WaitForLineAsync(string text, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < timeout)
+        {
+            string? line = Lines.FirstOrDefault(l => l.Contains(text, StringComparison.Ordinal));
+            if (line is not null)
+            {
+                return line;
+            }
+
+            if (_process.HasExited)
+            {
+                break;
+            }
+
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+
+        throw new TimeoutException($"no line with '{text}' within {timeout}; the daemon said:\n{Output}");
+    }
+
+    /// <summary>Sends SIGTERM and waits for the exit code.</summary>
+    public async Task<int> StopAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", ProcessId.ToString(CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync().ConfigureAwait(false);
+        }
+
+        using var wait = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits for the process to exit by itself.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var wait = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill();
+                await _process.WaitForExitAsync().ConfigureAwait(false);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        _process.Dispose();
+    }
+
+    private static string Quote(string text) => "'" + text.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+}
