@@ -6,15 +6,43 @@ internal static class Usage
     public const string Text = """
         colo-compare - an external replacement for QEMU's -object colo-compare
 
-        Usage:
-          colo-compare --help                 this text
-          colo-compare --version              print the version
+        Run the comparator, in QEMU's own syntax (one -object colo-compare per NIC):
+          colo-compare -chardev socket,id=compare0-0,host=127.0.0.1,port=9001
+                       -chardev socket,id=compare1,host=0.0.0.0,port=9004,server=on,wait=off
+                       -chardev socket,id=compare_out0,host=127.0.0.1,port=9005
+                       -object colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0
+                               [,notify_dev=ID][,compare_timeout=MS][,expired_scan_cycle=MS][,max_queue_size=N]
+                               [,vnet_hdr_support=on][,iothread=ID (ignored)]
+                       [--qmp ADDRESS] [--secondary-qmp ADDRESS] [OPTIONS]
+        or with plain options for one NIC:
+          colo-compare --primary-in SPEC --secondary-in SPEC --outdev SPEC [--notify-dev SPEC]
+                       [--compare-timeout MS] [--expired-scan-cycle MS] [--max-queue-size N] [--vnet-hdr-support]
+                       [--qmp ADDRESS] [--secondary-qmp ADDRESS] [OPTIONS]
+
+        Checkpoints: with --qmp (the primary QEMU's monitor) a checkpoint is requested by re-sending the current
+        x-checkpoint-delay; queued packets are released once the secondary holds the new state: at the secondary's
+        RESUME (--secondary-qmp), else at the primary's. COLO_EXIT on the primary means failover: everything is
+        released and primary traffic passes through. With notify_dev, Xen's DO_CHECKPOINT/COLO_CHECKPOINT are used.
+
+        OPTIONS
+          --restore-redirector ID,before=ID2[,nic=NIC]
+                                 after each outdev connection re-create the primary's filter-redirector ID (the one
+                                 reading outdev) before ID2 over --qmp: QEMU up to 10.2 stops reading it for good
+                                 after its peer left once
+          --summary-interval S   log a one-line summary every S seconds (default 60, 0 for never)
+          --outdev-backlog-mb N  released frames held for a slow or absent outdev (default 64); more are dropped and counted
+          --queue-budget-mb N    bytes queued for comparison over all flows (default 64)
+          --compare-ipv6 on|off, --compare-vlan on|off
+                                 compare IPv6 / VLAN-tagged traffic (default on; off passes it uncompared, as QEMU 7.2)
+          --log-level LEVEL      trace, debug, information (default), warning, error
+
+        Other commands:
+          colo-compare --help | --version
           colo-compare check-chardev SPEC...  parse chardev socket specs and say how each would be opened
           colo-compare qmp ADDRESS COMMAND [JSON-ARGUMENTS]
                                               run one QMP command, print the reply as one line of JSON
           colo-compare qmp ADDRESS --events [NAME...]
                                               print QMP events as JSON lines until interrupted (Ctrl-C)
-            ADDRESS: unix:/path (QEMU's -qmp unix:/path,server=on,...), a plain path, or tcp:HOST:PORT
 
         Chardev socket specs (QEMU's -chardev socket syntax):
           socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=SECONDS][,nodelay=on|off]
@@ -23,10 +51,10 @@ internal static class Usage
           Booleans: on/off, yes/no, true/false, a bare flag (server) or the no prefix (nowait).
           A TCP server with no host listens on loopback only; give host=0.0.0.0 to listen everywhere.
           peer-uid=UID (Unix sockets) refuses peers of any other user (SO_PEERCRED).
+        ADDRESS (QMP): unix:/path (QEMU's -qmp unix:/path,server=on,...), a plain path, or tcp:HOST:PORT.
 
-        Status: this build provides the chardev framing, endpoints, packet parsing, the comparator
-        engine and the QMP client. The daemon that wires them to QEMU (-object colo-compare,
-        --primary-in/--secondary-in/--outdev, QMP checkpoints) is not in it yet.
+        SIGTERM/SIGINT release every queued primary packet, then exit 0. Under systemd (Type=notify) the daemon
+        reports ready once its endpoints are open.
 
         Exit codes: 0 success, 1 the command failed (QMP error, connection), 2 bad command line.
 

@@ -17,7 +17,8 @@ public class ProgramTests
     {
         (int code, string output, string error) = Run("--help");
         Assert.Equal(0, code);
-        Assert.Contains("Usage:", output, StringComparison.Ordinal);
+        Assert.Contains("-object colo-compare", output, StringComparison.Ordinal);
+        Assert.Contains("--primary-in SPEC", output, StringComparison.Ordinal);
         Assert.Contains("socket,id=ID,host=H,port=P", output, StringComparison.Ordinal);
         Assert.Empty(error);
     }

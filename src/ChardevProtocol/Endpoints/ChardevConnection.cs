@@ -35,6 +35,9 @@ public sealed class ChardevConnection : IAsyncDisposable
     /// <summary>The peer's address, for logs.</summary>
     public string Peer { get; }
 
+    /// <summary>Our own end of the socket (e.g. <c>127.0.0.1:44822</c>), as QEMU's query-chardev shows it; empty for Unix sockets.</summary>
+    public string LocalAddress => Socket.LocalEndPoint is System.Net.IPEndPoint ip ? ip.ToString() : string.Empty;
+
     /// <summary>Reads frames from the peer.</summary>
     public ChardevFrameReader Reader { get; }
 

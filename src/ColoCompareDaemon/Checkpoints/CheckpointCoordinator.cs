@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using ColoChardev.ChardevProtocol.Packets;
 using ColoChardev.Daemon.Engine;
@@ -28,6 +29,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private readonly Channel<Signal> _signals = Channel.CreateUnbounded<Signal>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<ComparedNic> _nics = [];
     private readonly List<Task> _loops = [];
+    private readonly List<(ComparedNic Nic, RedirectorRestore Restore, string OutdevLocal)> _pendingRestores = [];
     private QmpClient? _primary;
     private QmpClient? _secondary;
     private Phase _phase;
@@ -72,6 +74,9 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
 
         return _signals.Writer.TryWrite(new Signal(SignalKind.Request, nic, reason, flow, null));
     }
+
+    public void RestoreRedirector(ComparedNic nic, RedirectorRestore restore, string outdevLocalAddress) =>
+        _signals.Writer.TryWrite(new Signal(SignalKind.Restore, nic, default, default, null) { Restore = restore, OutdevLocal = outdevLocalAddress });
 
     public void Start(CancellationToken stopping)
     {
@@ -164,8 +169,13 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                     case SignalKind.SecondaryEvent:
                         OnSecondaryEvent(signal.Event!);
                         break;
+                    case SignalKind.Restore:
+                        _pendingRestores.Add((signal.Nic!, signal.Restore!, signal.OutdevLocal));
+                        await RestorePendingAsync(stopping).ConfigureAwait(false);
+                        break;
                     case SignalKind.PrimaryConnected:
                         _primary = signal.Client;
+                        await RestorePendingAsync(stopping).ConfigureAwait(false);
                         break;
                     case SignalKind.SecondaryConnected:
                         _secondary = signal.Client;
@@ -290,6 +300,85 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         }
     }
 
+    /// <summary>
+    /// QEMU up to 10.2: a filter-redirector whose indev peer left once never reads again (spec §1.4). Re-create it
+    /// with the same properties, placed before the primary_in redirector (spec §3.3), so that injected packets do
+    /// not loop back into the comparator. A deaf redirector also keeps QEMU from noticing that the old peer left, so
+    /// our new connection may still wait in the listen queue: the first re-creation then only makes QEMU drop the
+    /// old peer (and, 7.2 being 7.2, lose its handlers again); once QEMU shows our connection, re-create once more.
+    /// </summary>
+    private async Task RestorePendingAsync(CancellationToken stopping)
+    {
+        QmpClient? primary = _primary;
+        if (primary is null || _pendingRestores.Count == 0)
+        {
+            return;
+        }
+
+        foreach ((ComparedNic nic, RedirectorRestore restore, string local) in _pendingRestores.ToArray())
+        {
+            _pendingRestores.Remove((nic, restore, local));
+            try
+            {
+                JsonObject properties = await RedirectorPropertiesAsync(primary, restore, stopping).ConfigureAwait(false);
+                string indev = properties["indev"]!.GetValue<string>();
+                bool ours = await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false);
+                await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                if (!ours)
+                {
+                    var clock = Stopwatch.StartNew();
+                    while (!await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false) && clock.Elapsed < TimeSpan.FromSeconds(5))
+                    {
+                        await Task.Delay(50, stopping).ConfigureAwait(false);
+                    }
+
+                    await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                }
+
+                string description = properties.ToJsonString();
+                DaemonLog.RedirectorRestored(_logger, nic.Id, restore.Redirector, description);
+            }
+            catch (Exception e) when (e is QmpException or InvalidOperationException or FormatException)
+            {
+                DaemonLog.RedirectorNotRestored(_logger, nic.Id, restore.Redirector, e.Message);
+            }
+        }
+    }
+
+    private static async Task<JsonObject> RedirectorPropertiesAsync(QmpClient primary, RedirectorRestore restore, CancellationToken stopping)
+    {
+        string path = "/objects/" + restore.Redirector;
+        async Task<JsonNode?> Get(string property) =>
+            JsonNode.Parse((await primary.ExecuteAsync("qom-get", new JsonObject { ["path"] = path, ["property"] = property }, stopping).ConfigureAwait(false)).GetRawText());
+        return new JsonObject
+        {
+            ["netdev"] = await Get("netdev").ConfigureAwait(false),
+            ["queue"] = await Get("queue").ConfigureAwait(false),
+            ["indev"] = await Get("indev").ConfigureAwait(false),
+            ["vnet_hdr_support"] = await Get("vnet_hdr_support").ConfigureAwait(false),
+            ["position"] = "id=" + restore.Before,
+            ["insert"] = "before",
+        };
+    }
+
+    private static async Task RecreateAsync(QmpClient primary, RedirectorRestore restore, JsonObject properties, CancellationToken stopping)
+    {
+        await primary.ObjectDelAsync(restore.Redirector, stopping).ConfigureAwait(false);
+        await primary.ObjectAddAsync("filter-redirector", restore.Redirector, properties, stopping).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether QEMU's chardev shows our socket as its peer (TCP: "... &lt;-&gt; 127.0.0.1:PORT"); unknowable for Unix sockets.</summary>
+    private static async Task<bool> IndevPeerIsAsync(QmpClient primary, string indev, string local, CancellationToken stopping)
+    {
+        if (local.Length == 0)
+        {
+            return false;
+        }
+
+        ChardevInfo[] chardevs = await primary.QueryChardevAsync(stopping).ConfigureAwait(false);
+        return chardevs.Any(c => c.Label == indev && c.Filename.EndsWith("<-> " + local, StringComparison.Ordinal));
+    }
+
     private void Flush(string kind)
     {
         _flushed = true;
@@ -315,7 +404,13 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         SecondaryConnected,
         PrimaryLost,
         SecondaryLost,
+        Restore,
     }
 
-    private sealed record Signal(SignalKind Kind, ComparedNic? Nic, CheckpointReason Reason, FlowKey Flow, QmpEvent? Event, QmpClient? Client = null);
+    private sealed record Signal(SignalKind Kind, ComparedNic? Nic, CheckpointReason Reason, FlowKey Flow, QmpEvent? Event, QmpClient? Client = null)
+    {
+        public RedirectorRestore? Restore { get; init; }
+
+        public string OutdevLocal { get; init; } = string.Empty;
+    }
 }

@@ -9,4 +9,7 @@ internal interface ICheckpointRequester
 {
     /// <summary>Queues a request; false when there is no way to send one (it is then counted and logged by the NIC).</summary>
     bool RequestCheckpoint(ComparedNic nic, CheckpointReason reason, FlowKey flow);
+
+    /// <summary>Re-creates the primary's outdev redirector over QMP (now, or once the monitor is connected).</summary>
+    void RestoreRedirector(ComparedNic nic, RedirectorRestore restore, string outdevLocalAddress);
 }

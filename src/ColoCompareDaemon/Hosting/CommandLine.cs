@@ -52,6 +52,7 @@ public static class CommandLine
         bool compareIpv6 = true;
         bool compareVlan = true;
         long queueBudget = new CompareOptions().QueueBudgetBytes;
+        string? restore = null;
         for (int i = 0; i < args.Count; i++)
         {
             string option = args[i];
@@ -108,6 +109,9 @@ public static class CommandLine
                 case "--compare-ipv6":
                     compareIpv6 = Boolean(option, Value());
                     break;
+                case "--restore-redirector":
+                    restore = Value();
+                    break;
                 case "--compare-vlan":
                     compareVlan = Boolean(option, Value());
                     break;
@@ -115,7 +119,7 @@ public static class CommandLine
                     string level = Value();
                     if (!Enum.TryParse(level, ignoreCase: true, out logLevel) || !Enum.IsDefined(logLevel))
                     {
-                        throw new FormatException($"--log-level '{level}' is not one of trace, debug, information, warning, error, critical");
+                        throw new FormatException($"option '--log-level' value '{level}' is not one of trace, debug, information, warning, error, critical");
                     }
 
                     break;
@@ -178,6 +182,28 @@ public static class CommandLine
         if (nics.Count == 0)
         {
             throw new FormatException("nothing to compare: give -object colo-compare,... with its -chardev options, or --primary-in, --secondary-in and --outdev");
+        }
+
+        if (restore is not null)
+        {
+            if (primaryQmp is null)
+            {
+                throw new FormatException("--restore-redirector needs --qmp: the redirector is re-created over the primary's QMP monitor");
+            }
+
+            (RedirectorRestore what, string? nicId) = ParseRestore(restore);
+            int index = nicId is null ? 0 : nics.FindIndex(n => n.Id == nicId);
+            if (index < 0)
+            {
+                throw new FormatException($"--restore-redirector '{restore}': no colo-compare '{nicId}'");
+            }
+
+            if (nicId is null && nics.Count > 1)
+            {
+                throw new FormatException($"--restore-redirector '{restore}': say which colo-compare with nic=ID");
+            }
+
+            nics[index] = nics[index] with { RestoreRedirector = what };
         }
 
         return new DaemonConfiguration
@@ -296,6 +322,35 @@ public static class CommandLine
             QueueBudgetBytes = queueBudget,
         };
         return new NicConfiguration("comp0", primary, secondary, outdev, notify, compare);
+    }
+
+    private static (RedirectorRestore What, string? Nic) ParseRestore(string text)
+    {
+        string[] parts = text.Split(',');
+        string? before = null;
+        string? nic = null;
+        foreach (string part in parts.Skip(1))
+        {
+            if (part.StartsWith("before=", StringComparison.Ordinal))
+            {
+                before = part["before=".Length..];
+            }
+            else if (part.StartsWith("nic=", StringComparison.Ordinal))
+            {
+                nic = part["nic=".Length..];
+            }
+            else
+            {
+                throw new FormatException($"--restore-redirector '{text}': unknown part '{part}' (expected REDIRECTOR,before=REDIRECTOR[,nic=ID])");
+            }
+        }
+
+        if (parts[0].Length == 0 || string.IsNullOrEmpty(before))
+        {
+            throw new FormatException($"--restore-redirector '{text}' must be REDIRECTOR,before=REDIRECTOR (e.g. redire0,before=redire1)");
+        }
+
+        return (new RedirectorRestore(parts[0], before), nic);
     }
 
     private static string Required(Dictionary<string, string> properties, string name, string text) =>

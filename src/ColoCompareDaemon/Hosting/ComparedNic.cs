@@ -263,7 +263,12 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
                 return;
             }
 
-            if (!first)
+            if (_configuration.RestoreRedirector is RedirectorRestore restore)
+            {
+                // Every connection, the first included: an earlier daemon may have left the redirector deaf.
+                _requester.RestoreRedirector(this, restore, connection.LocalAddress);
+            }
+            else if (!first)
             {
                 DaemonLog.OutdevReconnected(_logger, Id);
             }

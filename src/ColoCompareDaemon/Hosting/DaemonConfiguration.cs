@@ -10,7 +10,17 @@ public sealed record NicConfiguration(
     ChardevSocketSpec SecondaryIn,
     ChardevSocketSpec OutDev,
     ChardevSocketSpec? NotifyDev,
-    CompareOptions Compare);
+    CompareOptions Compare)
+{
+    /// <summary>
+    /// The primary's filter-redirector that reads outdev (QEMU's <c>redire0</c>) and the one that writes primary_in
+    /// (<c>redire1</c>), when the daemon should re-create the first after each outdev connection (QEMU 7.2 bug, spec §1.4).
+    /// </summary>
+    public RedirectorRestore? RestoreRedirector { get; init; }
+}
+
+/// <summary>Which redirector to re-create, placed before which.</summary>
+public sealed record RedirectorRestore(string Redirector, string Before);
 
 /// <summary>Everything the command line says.</summary>
 public sealed record DaemonConfiguration

@@ -48,6 +48,12 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "notify_dev of '{Nic}': unsupported instruction '{Instruction}' ({Length} bytes), ignored")]
     public static partial void XenUnsupported(ILogger logger, string nic, string instruction, int length);
 
+    [LoggerMessage(EventId = 215, Level = LogLevel.Information, Message = "colo-compare '{Nic}': outdev connected; filter-redirector '{Redirector}' re-created over QMP with {Properties}")]
+    public static partial void RedirectorRestored(ILogger logger, string nic, string redirector, string properties);
+
+    [LoggerMessage(EventId = 216, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': could not re-create filter-redirector '{Redirector}': {Error}. QEMU up to 10.2 will not read released traffic until it is re-created")]
+    public static partial void RedirectorNotRestored(ILogger logger, string nic, string redirector, string error);
+
     [LoggerMessage(EventId = 214, Level = LogLevel.Information, Message = "stopping: {Released} queued primary frames released, {Written} frames written to outdev on the way out")]
     public static partial void Stopped(ILogger logger, long released, long written);
 }

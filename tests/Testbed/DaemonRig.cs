@@ -1,15 +1,14 @@
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
-using ColoChardev.Testbed;
 
-namespace ColoChardev.Integration;
+namespace ColoChardev.Testbed;
 
 /// <summary>
 /// The daemon as a real process, wired to our own endpoints standing in for QEMU: we serve primary_in (the daemon
 /// connects, as to compare0), the daemon serves secondary_in (we connect, as the secondary's red1), we serve outdev
 /// (as compare_out) and, optionally, notify_dev.
 /// </summary>
-internal sealed class DaemonRig : IAsyncDisposable
+public sealed class DaemonRig : IAsyncDisposable
 {
     private readonly List<IAsyncDisposable> _owned = [];
 
@@ -70,6 +69,7 @@ internal sealed class DaemonRig : IAsyncDisposable
         .. extra,
     ];
 
+    /// <summary>Starts the daemon with the arguments built from our ports, then connects every endpoint.</summary>
     public static async Task<DaemonRig> StartAsync(bool vnet, bool notify, Func<(int Primary, int Secondary, int Outdev, int Notify), IEnumerable<string>> arguments, CancellationToken token, IEnumerable<string>? more = null)
     {
         var rig = new DaemonRig(vnet);
@@ -121,7 +121,10 @@ internal sealed class DaemonRig : IAsyncDisposable
             connection.Writer.Write(frame, Vnet ? 12u : 0u);
         }
 
-        Assert.True(await connection.Writer.FlushAsync());
+        if (!await connection.Writer.FlushAsync())
+        {
+            throw new IOException($"the daemon closed the connection; it said:\n{Daemon.Output}");
+        }
     }
 
     /// <summary>Reads <paramref name="count"/> released frames (hex), failing after <paramref name="seconds"/>.</summary>
@@ -134,7 +137,11 @@ internal sealed class DaemonRig : IAsyncDisposable
             while (frames.Count < count)
             {
                 using ChardevFrame frame = (await Outdev.Reader.ReadFrameAsync(timeout.Token)) ?? throw new EndOfStreamException("outdev closed");
-                Assert.Equal(Vnet ? 12u : 0u, frame.VnetHdrLen);
+                if (frame.VnetHdrLen != (Vnet ? 12u : 0u))
+                {
+                    throw new InvalidDataException($"outdev frame carries vnet_hdr_len {frame.VnetHdrLen}");
+                }
+
                 frames.Add(Convert.ToHexString(frame.Payload));
             }
         }
@@ -166,7 +173,10 @@ internal sealed class DaemonRig : IAsyncDisposable
     {
         var writer = new ChardevFrameWriter(Notify!.Output, Vnet);
         writer.Write(System.Text.Encoding.ASCII.GetBytes(message), 0);
-        Assert.True(await writer.FlushAsync());
+        if (!await writer.FlushAsync())
+        {
+            throw new IOException("notify_dev closed");
+        }
     }
 
     /// <summary>The next notify_dev message as text.</summary>

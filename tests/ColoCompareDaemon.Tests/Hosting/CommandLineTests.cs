@@ -1,0 +1,113 @@
+using ColoChardev.Daemon.Hosting;
+
+namespace ColoChardev.ColoCompareDaemon.Tests.Hosting;
+
+public class CommandLineTests
+{
+    private static DaemonConfiguration Parse(params string[] args)
+    {
+        Assert.True(CommandLine.TryParse(args, out DaemonConfiguration? configuration, out string? error), error);
+        return configuration!;
+    }
+
+    private static string Error(params string[] args)
+    {
+        Assert.False(CommandLine.TryParse(args, out _, out string? error));
+        return error!;
+    }
+
+    [Fact]
+    public void Qemus_own_arguments_for_two_nics_parse_with_their_properties()
+    {
+        DaemonConfiguration c = Parse(
+            "-chardev", "socket,id=compare0-0,host=127.0.0.1,port=9001",
+            "-chardev", "socket,id=compare1,host=0.0.0.0,port=9004,server=on,wait=off",
+            "-chardev", "socket,id=compare_out0,host=127.0.0.1,port=9005",
+            "-chardev", "socket,id=p1,path=/run/p1.sock",
+            "-chardev", "socket,id=s1,path=/run/s1.sock,server=on,wait=off",
+            "-chardev", "socket,id=o1,path=/run/o1.sock",
+            "-chardev", "socket,id=n1,path=/run/n1.sock",
+            "-object", "iothread,id=iothread1",
+            "-object", "colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1",
+            "-object", "colo-compare,id=comp1,primary_in=p1,secondary_in=s1,outdev=o1,notify_dev=n1,compare_timeout=500,expired_scan_cycle=50,max_queue_size=64,vnet_hdr_support=on",
+            "--qmp", "unix:/run/primary.qmp", "--secondary-qmp", "unix:/run/secondary.qmp");
+        Assert.Equal(["comp0", "comp1"], c.Nics.Select(n => n.Id));
+        NicConfiguration first = c.Nics[0];
+        Assert.Equal(9001, first.PrimaryIn.Port);
+        Assert.True(first.SecondaryIn.Server);
+        Assert.Null(first.NotifyDev);
+        Assert.Equal(3000, first.Compare.CompareTimeoutMs);
+        Assert.Equal(1000, first.Compare.ExpiredScanCycleMs);
+        Assert.Equal(1024, first.Compare.MaxQueueSize);
+        Assert.False(first.Compare.VnetHdrSupport);
+        NicConfiguration second = c.Nics[1];
+        Assert.Equal("/run/n1.sock", second.NotifyDev!.Path);
+        Assert.Equal(500, second.Compare.CompareTimeoutMs);
+        Assert.Equal(50, second.Compare.ExpiredScanCycleMs);
+        Assert.Equal(64, second.Compare.MaxQueueSize);
+        Assert.True(second.Compare.VnetHdrSupport);
+        Assert.Equal("unix:/run/primary.qmp", c.PrimaryQmp);
+        Assert.Equal("unix:/run/secondary.qmp", c.SecondaryQmp);
+    }
+
+    [Fact]
+    public void Plain_options_give_one_nic_with_default_ids()
+    {
+        DaemonConfiguration c = Parse("--primary-in", "tcp:127.0.0.1:9001", "--secondary-in", "tcp::9004,server,nowait", "--outdev", "unix:/run/out.sock", "--vnet-hdr-support", "--max-queue-size", "10");
+        NicConfiguration nic = Assert.Single(c.Nics);
+        Assert.Equal("primary_in", nic.PrimaryIn.Id);
+        Assert.Equal("outdev", nic.OutDev.Id);
+        Assert.True(nic.Compare.VnetHdrSupport);
+        Assert.Equal(10, nic.Compare.MaxQueueSize);
+    }
+
+    [Fact]
+    public void Our_own_options_parse()
+    {
+        DaemonConfiguration c = Parse("--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3",
+            "--qmp", "unix:/q", "--restore-redirector", "redire0,before=redire1", "--summary-interval", "0", "--outdev-backlog-mb", "8",
+            "--queue-budget-mb", "16", "--compare-ipv6", "off", "--compare-vlan", "no", "--log-level", "debug");
+        NicConfiguration nic = c.Nics[0];
+        Assert.Equal(new RedirectorRestore("redire0", "redire1"), nic.RestoreRedirector);
+        Assert.Equal(TimeSpan.Zero, c.SummaryInterval);
+        Assert.Equal(8L << 20, c.OutdevBacklogBytes);
+        Assert.Equal(16L << 20, nic.Compare.QueueBudgetBytes);
+        Assert.False(nic.Compare.CompareIpv6);
+        Assert.False(nic.Compare.CompareVlan);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Debug, c.LogLevel);
+    }
+
+    [Theory]
+    [InlineData("'--colour'", "--colour")]
+    [InlineData("needs a value", "--qmp")]
+    [InlineData("nothing to compare", "--summary-interval", "5")]
+    [InlineData("'--outdev' is required", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2")]
+    [InlineData("could not be same", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-chardev", "socket,id=b,host=127.0.0.1,port=2", "-object", "colo-compare,id=c,primary_in=a,secondary_in=a,outdev=b")]
+    [InlineData("names no -chardev", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-object", "colo-compare,id=c,primary_in=a,secondary_in=b,outdev=a")]
+    [InlineData("'secondary_in' is required", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-object", "colo-compare,id=c,primary_in=a,outdev=a")]
+    [InlineData("'colour=red'", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-object", "colo-compare,id=c,colour=red")]
+    [InlineData("only colo-compare", "-object", "filter-mirror,id=m0,netdev=hn0")]
+    [InlineData("needs an id=", "-chardev", "tcp:127.0.0.1:1")]
+    [InlineData("defined twice", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-chardev", "socket,id=a,host=127.0.0.1,port=2")]
+    [InlineData("'compare_timeout=0'", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-chardev", "socket,id=b,host=127.0.0.1,port=2", "-chardev", "socket,id=c,host=127.0.0.1,port=3", "-object", "colo-compare,id=x,primary_in=a,secondary_in=b,outdev=c,compare_timeout=0")]
+    [InlineData("'vnet_hdr_support=maybe'", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-chardev", "socket,id=b,host=127.0.0.1,port=2", "-chardev", "socket,id=c,host=127.0.0.1,port=3", "-object", "colo-compare,id=x,primary_in=a,secondary_in=b,outdev=c,vnet_hdr_support=maybe")]
+    [InlineData("cannot be mixed", "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-chardev", "socket,id=b,host=127.0.0.1,port=2", "-chardev", "socket,id=c,host=127.0.0.1,port=3", "-object", "colo-compare,id=x,primary_in=a,secondary_in=b,outdev=c", "--primary-in", "tcp:127.0.0.1:4")]
+    [InlineData("needs --qmp", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2", "--outdev", "tcp:127.0.0.1:3", "--restore-redirector", "redire0,before=redire1")]
+    [InlineData("before=REDIRECTOR", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2", "--outdev", "tcp:127.0.0.1:3", "--qmp", "unix:/q", "--restore-redirector", "redire0")]
+    [InlineData("--qmp: ", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2", "--outdev", "tcp:127.0.0.1:3", "--qmp", "udp:1")]
+    [InlineData("'--log-level'", "--log-level", "loud")]
+    public void A_bad_command_line_gets_one_sentence_naming_what_is_wrong(string named, params string[] args)
+    {
+        Assert.Contains(named, Error(args), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_chardev_cannot_serve_two_nics()
+    {
+        string error = Error(
+            "-chardev", "socket,id=a,host=127.0.0.1,port=1", "-chardev", "socket,id=b,host=127.0.0.1,port=2", "-chardev", "socket,id=c,host=127.0.0.1,port=3", "-chardev", "socket,id=d,host=127.0.0.1,port=4",
+            "-object", "colo-compare,id=x,primary_in=a,secondary_in=b,outdev=c",
+            "-object", "colo-compare,id=y,primary_in=d,secondary_in=b,outdev=a");
+        Assert.Contains("'b' is used by both colo-compare 'x' and 'y'", error, StringComparison.Ordinal);
+    }
+}
