@@ -71,8 +71,10 @@ public sealed class DaemonCheckpointTests : IDisposable
         await rig.Daemon.WaitForLineAsync("checkpoint completed (periodic, at the primary's RESUME)", TimeSpan.FromSeconds(5));
     }
 
-    [Fact]
-    public async Task COLO_EXIT_on_the_primary_releases_everything_and_passes_primary_traffic_through()
+    [Theory]
+    [InlineData("""{"mode": "primary", "reason": "request"}""")]
+    [InlineData("""{"mode": 42}""")] // malformed data: still the end of COLO
+    public async Task COLO_EXIT_on_the_primary_releases_everything_and_passes_primary_traffic_through(string data)
     {
         await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
         await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address]), Token);
@@ -80,7 +82,7 @@ public sealed class DaemonCheckpointTests : IDisposable
         byte[] queued = Udp("queued");
         await rig.SendPrimaryAsync(queued);
         await rig.Daemon.WaitForLineAsync("in 1/", TimeSpan.FromSeconds(10));
-        await primary.SendEventAsync("COLO_EXIT", """{"mode": "primary", "reason": "request"}""");
+        await primary.SendEventAsync("COLO_EXIT", data);
         Assert.Equal([Convert.ToHexString(queued)], await rig.ReadReleasedAsync(1));
         await rig.Daemon.WaitForLineAsync("COLO_EXIT on the primary", TimeSpan.FromSeconds(5));
         byte[] alone = Udp("no secondary any more", port: 7);

@@ -52,6 +52,9 @@ public sealed class DaemonTests : IDisposable
         await rig.SendSecondaryAsync(Udp("second says", v, mac: 2, port: 54));
         Assert.Equal("DO_CHECKPOINT", await rig.ReadNotifyAsync());
         Assert.False(await rig.AnythingReleasedAsync(0.3));
+        await rig.SendNotifyAsync("COLO_CHECKPOINTX"); // matched by exact length and bytes, as QEMU does: not a flush
+        await rig.Daemon.WaitForLineAsync("unsupported instruction 'COLO_CHECKPOINTX'", TimeSpan.FromSeconds(10));
+        Assert.False(await rig.AnythingReleasedAsync(0.3));
         await rig.SendNotifyAsync("COLO_CHECKPOINT");
         Assert.Equal([Convert.ToHexString(diverging)], await rig.ReadReleasedAsync(1));
 

@@ -158,39 +158,52 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         {
             await foreach (Signal signal in _signals.Reader.ReadAllAsync(stopping).ConfigureAwait(false))
             {
-                switch (signal.Kind)
+                try
                 {
-                    case SignalKind.Request:
-                        await RequestAsync(signal, stopping).ConfigureAwait(false);
-                        break;
-                    case SignalKind.PrimaryEvent:
-                        await OnPrimaryEventAsync(signal.Event!, stopping).ConfigureAwait(false);
-                        break;
-                    case SignalKind.SecondaryEvent:
-                        OnSecondaryEvent(signal.Event!);
-                        break;
-                    case SignalKind.Restore:
-                        _pendingRestores.Add((signal.Nic!, signal.Restore!, signal.OutdevLocal));
-                        await RestorePendingAsync(stopping).ConfigureAwait(false);
-                        break;
-                    case SignalKind.PrimaryConnected:
-                        _primary = signal.Client;
-                        await RestorePendingAsync(stopping).ConfigureAwait(false);
-                        break;
-                    case SignalKind.SecondaryConnected:
-                        _secondary = signal.Client;
-                        break;
-                    case SignalKind.PrimaryLost when ReferenceEquals(_primary, signal.Client):
-                        _primary = null;
-                        break;
-                    case SignalKind.SecondaryLost when ReferenceEquals(_secondary, signal.Client):
-                        _secondary = null;
-                        break;
+                    await HandleAsync(signal, stopping).ConfigureAwait(false);
+                }
+                catch (QmpException e)
+                {
+                    // A monitor that answers nonsense must not stop the coordinator.
+                    DaemonLog.QmpLost(_logger, "primary", _primaryAddress ?? "?", e.Message);
                 }
             }
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
+        }
+    }
+
+    private async Task HandleAsync(Signal signal, CancellationToken stopping)
+    {
+        switch (signal.Kind)
+        {
+            case SignalKind.Request:
+                await RequestAsync(signal, stopping).ConfigureAwait(false);
+                break;
+            case SignalKind.PrimaryEvent:
+                await OnPrimaryEventAsync(signal.Event!, stopping).ConfigureAwait(false);
+                break;
+            case SignalKind.SecondaryEvent:
+                OnSecondaryEvent(signal.Event!);
+                break;
+            case SignalKind.Restore:
+                _pendingRestores.Add((signal.Nic!, signal.Restore!, signal.OutdevLocal));
+                await RestorePendingAsync(stopping).ConfigureAwait(false);
+                break;
+            case SignalKind.PrimaryConnected:
+                _primary = signal.Client;
+                await RestorePendingAsync(stopping).ConfigureAwait(false);
+                break;
+            case SignalKind.SecondaryConnected:
+                _secondary = signal.Client;
+                break;
+            case SignalKind.PrimaryLost when ReferenceEquals(_primary, signal.Client):
+                _primary = null;
+                break;
+            case SignalKind.SecondaryLost when ReferenceEquals(_secondary, signal.Client):
+                _secondary = null;
+                break;
         }
     }
 
@@ -257,14 +270,24 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 _phase = Phase.Idle;
                 break;
             case QmpEvents.ColoExit:
-                ColoExitEventData data = e.ColoExitData();
+                // Failover whatever the event's data says: a malformed COLO_EXIT is still the end of COLO.
+                (string mode, string reason) = ("?", "?");
+                try
+                {
+                    ColoExitEventData data = e.ColoExitData();
+                    (mode, reason) = (data.Mode, data.Reason);
+                }
+                catch (QmpProtocolException)
+                {
+                }
+
                 _failedOver = true;
                 foreach (ComparedNic nic in _nics)
                 {
                     nic.Failover();
                 }
 
-                DaemonLog.Failover(_logger, data.Mode, data.Reason);
+                DaemonLog.Failover(_logger, mode, reason);
                 break;
         }
     }

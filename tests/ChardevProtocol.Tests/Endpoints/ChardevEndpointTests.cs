@@ -86,24 +86,24 @@ public sealed class ChardevEndpointTests : IDisposable
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
         Task receiving = client.ReceiveFramesAsync(sink, stop.Token);
 
-        await using (ChardevConnection connection = await first.ConnectAsync(Token))
-        {
-            connection.Writer.Write([1], 0);
-            Assert.True(await connection.Writer.FlushAsync(Token));
-            Assert.Equal([1], (await sink.NextAsync()).Payload);
-        }
+        ChardevConnection connection = await first.ConnectAsync(Token);
+        connection.Writer.Write([1], 0);
+        Assert.True(await connection.Writer.FlushAsync(Token));
+        Assert.Equal([1], (await sink.NextAsync()).Payload);
 
-        // The peer goes away entirely, and comes back later on the same address.
+        // The peer goes away entirely (listener first, so the client cannot slip into its backlog), and comes back
+        // later on the same address.
         await first.DisposeAsync();
+        await connection.DisposeAsync();
         await Task.Delay(200, Token);
         ChardevSocketSpec again = transport == "tcp"
             ? ChardevSocketSpec.Parse($"socket,id=srv,host=127.0.0.1,port={port},server=on,wait=off")
             : serverSpec;
         await using var second = new ChardevEndpoint(again);
-        await using (ChardevConnection connection = await second.ConnectAsync(Token))
+        await using (ChardevConnection returned = await second.ConnectAsync(Token))
         {
-            connection.Writer.Write([2], 0);
-            Assert.True(await connection.Writer.FlushAsync(Token));
+            returned.Writer.Write([2], 0);
+            Assert.True(await returned.Writer.FlushAsync(Token));
             Assert.Equal([2], (await sink.NextAsync()).Payload);
             Assert.Equal(2, client.Statistics.Connections);
             Assert.Equal(1, client.Statistics.Reconnects);
