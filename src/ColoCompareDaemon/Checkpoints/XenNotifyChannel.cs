@@ -105,13 +105,27 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
         }
     }
 
+    private void LogUnsent(byte[] payload)
+    {
+        string message = "could not send " + Encoding.ASCII.GetString(payload) + ": the connection is gone";
+        DaemonLog.Xen(logger, nic.Id, message);
+    }
+
     private async Task SendAsync(ChardevFrameWriter writer, byte[] payload)
     {
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
             writer.Write(payload, 0);
-            await writer.FlushAsync().ConfigureAwait(false);
+            if (!await writer.FlushAsync().ConfigureAwait(false))
+            {
+                LogUnsent(payload);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // The connection was closed under us (its pipe completed); the next connection gets the next request.
+            LogUnsent(payload);
         }
         finally
         {
