@@ -87,14 +87,14 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
         CompareOptions c = _configuration.Compare;
         DaemonLog.NicStarted(_logger, Id, PrimaryIn.Spec.Address, SecondaryIn.Spec.Address, OutDev.Spec.Address, Notify is null ? string.Empty : ", notify_dev " + Notify.Endpoint.Spec.Address, c.CompareTimeoutMs, c.ExpiredScanCycleMs, c.MaxQueueSize, c.VnetHdrSupport);
-        _loops.Add(Run(() => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), stopping)));
-        _loops.Add(Run(() => SecondaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Secondary), stopping)));
-        _writer = Run(() => WriteOutdevAsync(stopping));
+        _loops.Add(Run("primary_in reader", () => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), stopping), stopping));
+        _loops.Add(Run("secondary_in reader", () => SecondaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Secondary), stopping), stopping));
+        _writer = Run("outdev writer", () => WriteOutdevAsync(stopping), stopping);
         _loops.Add(_writer);
-        _loops.Add(Run(() => TickAsync(stopping)));
+        _loops.Add(Run("clock", () => TickAsync(stopping), stopping));
         if (Notify is not null)
         {
-            _loops.Add(Run(() => Notify.RunAsync(stopping)));
+            _loops.Add(Run("notify_dev", () => Notify.RunAsync(stopping), stopping));
         }
     }
 
@@ -208,7 +208,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
-    private static Task Run(Func<Task> loop) => Task.Run(loop);
+    private Task Run(string name, Func<Task> loop, CancellationToken stopping) =>
+        SupervisedLoop.Start($"colo-compare '{Id}' {name}", loop, _logger, stopping);
 
     private void OnFrames(List<ChardevFrame> frames, PacketSide side)
     {

@@ -54,6 +54,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 216, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': could not re-create filter-redirector '{Redirector}': {Error}. QEMU up to 10.2 will not read released traffic until it is re-created")]
     public static partial void RedirectorNotRestored(ILogger logger, string nic, string redirector, string error);
 
+    [LoggerMessage(EventId = 217, Level = LogLevel.Error, Message = "{Loop} failed unexpectedly; restarting it")]
+    public static partial void LoopFailed(ILogger logger, string loop, Exception exception);
+
     [LoggerMessage(EventId = 214, Level = LogLevel.Information, Message = "stopping: {Released} queued primary frames released, {Written} frames written to outdev on the way out")]
     public static partial void Stopped(ILogger logger, long released, long written);
 }
