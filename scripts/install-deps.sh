@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need on a fresh Debian 12 machine: QEMU 7.2 from Debian.
+# Installs what the demo and the tests need on a fresh Debian 12 machine: QEMU 7.2 from Debian and the tools the
+# COLO pair scripts use (the guest's kernel and busybox are downloaded by scripts/qemu/build-guest.sh).
 # The .NET 10 SDK is expected on the machine (dotnet on PATH).
 set -euo pipefail
 
@@ -15,6 +16,10 @@ fi
 missing=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+# The COLO pair (scripts/qemu): ip for the namespace, readelf for the TCG workaround, gzip for the guest image.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
+command -v gzip >/dev/null 2>&1 || missing+=(gzip)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"

@@ -264,6 +264,11 @@ public sealed partial class CompareEngine
             return PassUncompared(frame, side, ReleaseReason.VlanUncompared, DropReason.VlanUncompared);
         }
 
+        if (IsLinkControl(packet))
+        {
+            return PassUncompared(frame, side, ReleaseReason.LinkControl, DropReason.LinkControl);
+        }
+
         // IP fragments are compared as bytes in a flow keyed without ports (see GetFlow).
         protocol = packet.IsFragment ? CompareProtocol.Other : packet.Protocol switch
         {
@@ -273,6 +278,26 @@ public sealed partial class CompareEngine
             _ => CompareProtocol.Other,
         };
         return true;
+    }
+
+    /// <summary>
+    /// ICMPv6 neighbour discovery and MLD (types 130-137 and 143) and IGMP: what ARP is to IPv4, passed like ARP.
+    /// A secondary that has just loaded a checkpoint announces itself (unsolicited neighbour advertisements, MLD
+    /// reports) while the primary does not; compared, that would request a checkpoint, whose load announces again.
+    /// </summary>
+    private static bool IsLinkControl(in ParsedPacket packet)
+    {
+        if (packet.IsFragment)
+        {
+            return false;
+        }
+
+        if (packet.Protocol == IpProtocol.Igmp)
+        {
+            return true;
+        }
+
+        return packet.Protocol == IpProtocol.Icmpv6 && packet.IcmpType is (>= 130 and <= 137) or 143;
     }
 
     private bool PassUncompared(ChardevFrame frame, PacketSide side, ReleaseReason release, DropReason drop)

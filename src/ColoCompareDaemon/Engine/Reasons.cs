@@ -47,6 +47,13 @@ public enum ReleaseReason : byte
     /// <summary>VLAN-tagged with VLAN comparison turned off (QEMU's behaviour).</summary>
     VlanUncompared,
 
+    /// <summary>
+    /// Link housekeeping: ICMPv6 neighbour discovery or MLD, or IGMP. Released uncompared, as ARP is: a secondary
+    /// re-announces itself after every checkpoint it loads (virtio-net guest announce), which compared would look like
+    /// divergence and force a checkpoint every compare_timeout forever.
+    /// </summary>
+    LinkControl,
+
     /// <summary>Released by a checkpoint: the secondary now holds the primary's state.</summary>
     Checkpoint,
 
@@ -80,6 +87,9 @@ public enum DropReason : byte
 
     /// <summary>Secondary VLAN traffic with VLAN comparison turned off.</summary>
     VlanUncompared,
+
+    /// <summary>Secondary link housekeeping (ICMPv6 neighbour discovery or MLD, IGMP): never compared, like ARP.</summary>
+    LinkControl,
 
     /// <summary>A queued secondary frame discarded by a checkpoint.</summary>
     Checkpoint,

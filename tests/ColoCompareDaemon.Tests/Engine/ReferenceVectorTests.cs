@@ -60,6 +60,45 @@ public class ReferenceVectorTests
         h.AssertAccounting();
     }
 
+    [Theory]
+    [InlineData(136)] // neighbour advertisement: what a secondary sends after loading each checkpoint
+    [InlineData(135)] // neighbour solicitation
+    [InlineData(133)] // router solicitation
+    [InlineData(143)] // MLDv2 report
+    [InlineData(131)] // MLDv1 report
+    public void Vector01_differs_from_qemu_ipv6_link_control_passes_uncompared_like_arp_and_never_requests_a_checkpoint(byte icmpv6Type)
+    {
+        // Found on a real COLO pair: the secondary's post-checkpoint announce (unsolicited NA, MLD reports) has no
+        // primary twin; compared, it forced a checkpoint every compare_timeout, each of which announced again.
+        byte[] primary = new FrameBuilder().Ipv6("fe80::1", "ff02::1").Icmp(icmpv6Type, 0, 0, 0, "p"u8).Build();
+        byte[] secondary = new FrameBuilder().Ipv6("fe80::1", "ff02::1").Icmp(icmpv6Type, 0, 0, 0, "s"u8).Build();
+        var h = new EngineHarness();
+        h.S(secondary);
+        h.P(primary);
+        Assert.Equal([primary], h.Released);
+        Assert.Equal([ReleaseReason.LinkControl], h.ReleaseReasons);
+        Assert.Equal([DropReason.LinkControl], h.Dropped.Select(d => d.Reason));
+        h.Advance(10_000);
+        Assert.Empty(h.Requests);
+        h.AssertAccounting();
+    }
+
+    [Fact]
+    public void Vector01_differs_from_qemu_igmp_passes_uncompared_and_icmpv6_echo_is_still_compared()
+    {
+        byte[] igmp = new FrameBuilder().Ipv4("10.0.0.2", "224.0.0.22").RawL4(IpProtocol.Igmp, [0x22, 0, 0, 0, 0, 0, 0, 0]).Build();
+        byte[] echo = new FrameBuilder().Ipv6("fd00::2", "fd00::1").Icmp(129, 0, 1, 1, "pong"u8).Build();
+        var h = new EngineHarness();
+        h.S(igmp);
+        h.P(igmp);
+        h.P(echo);
+        Assert.Equal([igmp], h.Released);
+        Assert.Equal([DropReason.LinkControl], h.Dropped.Select(d => d.Reason));
+        h.S(new FrameBuilder().Ipv6("fd00::2", "fd00::1").Icmp(129, 0, 1, 1, "PONG"u8).Build());
+        Assert.Equal([igmp], h.Released);
+        Assert.NotEmpty(h.Requests);
+    }
+
     [Fact]
     public void Vector02_matches_qemu_udp_is_held_until_the_identical_secondary_arrives()
     {

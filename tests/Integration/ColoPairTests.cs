@@ -1,0 +1,299 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using ColoChardev.Qmp;
+using ColoChardev.Qmp.Colo;
+using ColoChardev.Testbed;
+using Xunit.Abstractions;
+
+namespace ColoChardev.Integration;
+
+/// <summary>
+/// A real COLO pair (two QEMU 7.2 under TCG, the tiny guest, our daemon in place of -object colo-compare) are CPU
+/// heavy on a 2-core machine: these tests run alone, one after another.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ColoPairSerial
+{
+    public const string Name = "COLO pair";
+}
+
+/// <summary>One pair shared by the tests that leave it as they found it (traffic, divergence).</summary>
+public sealed class SharedColoPair : IAsyncLifetime
+{
+    private readonly StringBuilder _log = new();
+
+    public ColoPair Pair { get; private set; } = null!;
+
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    public async Task InitializeAsync() => Pair = await ColoPair.StartAsync(log: line =>
+    {
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    });
+
+    public async Task DisposeAsync() => await Pair.DisposeAsync();
+}
+
+[Collection(ColoPairSerial.Name)]
+public sealed partial class ColoPairTests(SharedColoPair shared, ITestOutputHelper output) : IClassFixture<SharedColoPair>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task Ping_http_a_4_MiB_download_and_tcp_echo_pass_through_colo_compared_by_the_daemon()
+    {
+        ColoPair pair = shared.Pair;
+        DaemonSummary before = await pair.NextSummaryAsync(Timeout);
+
+        Assert.Equal(5, await pair.PingAsync(5));
+
+        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        Assert.Equal("colochardev guest\n", await http.GetStringAsync(Url(pair, "/index.html")));
+
+        byte[] download = await http.GetByteArrayAsync(Url(pair, "/4m.bin"));
+        Assert.Equal(4 << 20, download.Length);
+        Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the 4 MiB download differs from the guest's file");
+
+        using (Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), CancellationToken.None))
+        {
+            for (int i = 0; i < 5; i++)
+            {
+                string line = $"echo {i} through COLO\n";
+                Assert.Equal(line, await EchoAsync(echo, line));
+            }
+        }
+
+        DaemonSummary after = await pair.NextSummaryAsync(Timeout);
+        output.WriteLine($"before: {before}\nafter: {after}");
+        // 4 MiB is ~2,900 full-size segments from the guest: each was compared with the secondary's and released.
+        Assert.True(after.Compared - before.Compared >= 2_800, $"compared {after.Compared - before.Compared} frames");
+        Assert.True(after.OutdevWritten - before.OutdevWritten >= after.Compared - before.Compared);
+        // Identical guests answered identically: nothing diverged.
+        Assert.Equal(before.Mismatches, after.Mismatches);
+        Assert.Equal(0, after.PrimaryDropped);
+    }
+
+    [Fact]
+    public async Task Divergence_requests_a_checkpoint_over_qmp_and_the_client_gets_the_primary_answer_intact()
+    {
+        ColoPair pair = shared.Pair;
+        using var cts = new CancellationTokenSource(Timeout * 3);
+        await using QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token);
+        using QmpEventSubscription passes = primary.Subscribe("MIGRATION_PASS");
+        DaemonSummary before = await pair.NextSummaryAsync(Timeout);
+
+        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        var answers = new List<string>();
+        for (int i = 0; i < 3; i++)
+        {
+            // The secondary answers "secondary <random>": the two outputs differ in every such response.
+            string answer = await http.GetStringAsync(Url(pair, "/cgi-bin/vm"), cts.Token);
+            Assert.Matches(VmAnswer(), answer);
+            answers.Add(answer);
+        }
+
+        Assert.Equal(3, answers.Distinct().Count());
+
+        // Later requests keep working, content intact.
+        byte[] download = await http.GetByteArrayAsync(Url(pair, "/4m.bin"), cts.Token);
+        Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the download after the divergence differs");
+
+        DaemonSummary after = await pair.NextSummaryAsync(Timeout);
+        output.WriteLine($"before: {before}\nafter: {after}");
+        Assert.True(after.MismatchesTcp - before.MismatchesTcp >= 3, $"tcp mismatches {after.MismatchesTcp - before.MismatchesTcp}");
+        Assert.True(after.MismatchRequests - before.MismatchRequests >= 3, $"checkpoint requests for mismatches {after.MismatchRequests - before.MismatchRequests}");
+        Assert.True(after.Checkpoints - before.Checkpoints >= 3, $"checkpoints seen by the daemon {after.Checkpoints - before.Checkpoints}");
+        Assert.Equal(0, after.PrimaryDropped);
+
+        // The checkpoints really happened: QEMU reported them on our own monitor (MIGRATION_PASS per checkpoint).
+        int seen = 0;
+        while (passes.TryRead(out QmpEvent? _))
+        {
+            seen++;
+        }
+
+        Assert.True(seen >= 3, $"MIGRATION_PASS events: {seen}");
+        Assert.Contains("checkpoint requested over QMP (Mismatch on 'comp0', flow tcp 10.0.0.2:80 > 10.0.0.1:", pair.DaemonLog(), StringComparison.Ordinal);
+    }
+
+    internal static Uri Url(ColoPair pair, string path) => new($"http://{pair.GuestAddress}{path}");
+
+    internal static async Task<string> EchoAsync(Socket socket, string line)
+    {
+        using var cts = new CancellationTokenSource(Timeout);
+        byte[] sent = Encoding.ASCII.GetBytes(line);
+        await socket.SendAsync(sent, SocketFlags.None, cts.Token);
+        byte[] received = new byte[sent.Length];
+        int total = 0;
+        while (total < received.Length)
+        {
+            int n = await socket.ReceiveAsync(received.AsMemory(total), SocketFlags.None, cts.Token);
+            if (n == 0)
+            {
+                throw new IOException($"echo connection closed after {total} of {received.Length} bytes");
+            }
+
+            total += n;
+        }
+
+        return Encoding.ASCII.GetString(received);
+    }
+
+    [GeneratedRegex(@"^primary [0-9a-f]{32}\n$")]
+    internal static partial Regex VmAnswer();
+}
+
+/// <summary>Failover and restarts: each test owns a pair, because each ends it differently.</summary>
+[Collection(ColoPairSerial.Name)]
+public sealed class ColoPairFailoverTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task Secondary_lost_the_primary_fails_over_and_the_daemon_passes_traffic_through()
+    {
+        await using ColoPair pair = await ColoPair.StartAsync(log: output.WriteLine);
+        using var cts = new CancellationTokenSource(Timeout * 3);
+        await using QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token);
+        using QmpEventSubscription exits = primary.Subscribe("COLO_EXIT");
+        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        Assert.Matches(ColoPairTests.VmAnswer(), await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token));
+
+        await pair.KillAsync(ColoVm.Secondary);
+        try
+        {
+            await primary.ColoLostHeartbeatAsync(cts.Token);
+        }
+        catch (QmpCommandException e)
+        {
+            // QEMU may have noticed the dead secondary and left COLO on its own first; COLO_EXIT is still due.
+            output.WriteLine("x-colo-lost-heartbeat: " + e.Message);
+        }
+
+        QmpEvent exit = await exits.ReadAsync(cts.Token);
+        Assert.Equal("primary", exit.Data.GetProperty("mode").GetString());
+        // "request" when our x-colo-lost-heartbeat ended COLO, "error" when QEMU noticed the dead secondary first.
+        Assert.Contains(exit.Data.GetProperty("reason").GetString(), (string[])["request", "error"]);
+        await WaitForAsync(() => pair.DaemonLog().Contains("COLO_EXIT on the primary", StringComparison.Ordinal), "the daemon to see COLO_EXIT", pair);
+        DaemonSummary atFailover = await pair.NextSummaryAsync(Timeout);
+
+        // Pass-through: the primary alone answers, nothing is compared, nothing waits for a secondary.
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Matches(ColoPairTests.VmAnswer(), await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token));
+        }
+
+        byte[] download = await http.GetByteArrayAsync(ColoPairTests.Url(pair, "/4m.bin"), cts.Token);
+        Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the download after failover differs");
+        Assert.Equal(3, await pair.PingAsync(3));
+
+        DaemonSummary after = await pair.NextSummaryAsync(Timeout);
+        output.WriteLine($"at failover: {atFailover}\nafter: {after}");
+        Assert.True(after.ReleasedUncompared - atFailover.ReleasedUncompared >= 2_800, "traffic after failover was not passed through");
+        Assert.Equal(atFailover.Compared, after.Compared);
+        Assert.Equal(atFailover.CheckpointRequests, after.CheckpointRequests);
+        Assert.Equal(0, after.PrimaryDropped);
+    }
+
+    [Fact]
+    public async Task Primary_lost_the_secondary_takes_over_and_a_tcp_connection_opened_before_keeps_working()
+    {
+        await using ColoPair pair = await ColoPair.StartAsync(log: output.WriteLine);
+        using var cts = new CancellationTokenSource(Timeout * 3);
+        await using QmpClient secondary = await pair.ConnectQmpAsync(ColoVm.Secondary, cts.Token);
+        using QmpEventSubscription exits = secondary.Subscribe("COLO_EXIT");
+        using Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token);
+        Assert.Equal("before a checkpoint\n", await ColoPairTests.EchoAsync(echo, "before a checkpoint\n"));
+        // A long-lived connection: a checkpoint after it opened gives the secondary the primary's exact TCP state.
+        // (One younger than the last checkpoint exists in the secondary with its own ISN, fixed up by filter-rewriter,
+        // and its own timestamps, which filter-rewriter leaves alone.)
+        await using (QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token))
+        {
+            using QmpEventSubscription resumes = secondary.Subscribe("RESUME");
+            await primary.SetCheckpointDelayAsync(20_000, cts.Token);
+            await resumes.ReadAsync(cts.Token);
+        }
+
+        Assert.Equal("before the primary dies\n", await ColoPairTests.EchoAsync(echo, "before the primary dies\n"));
+
+        await pair.KillAsync(ColoVm.Primary);
+        // The documented sequence on the secondary (environment.md): leave COLO, remove the filters and their
+        // chardevs, then put its tap where the primary's was.
+        await secondary.ColoLostHeartbeatAsync(cts.Token);
+        QmpEvent exit = await exits.ReadAsync(cts.Token);
+        Assert.Equal("secondary", exit.Data.GetProperty("mode").GetString());
+        await secondary.ObjectDelAsync("f2", cts.Token);
+        await secondary.ObjectDelAsync("f1", cts.Token);
+        await secondary.ChardevRemoveAsync("red1", cts.Token);
+        await secondary.ChardevRemoveAsync("red0", cts.Token);
+        await pair.TakeOverNetworkAsync();
+
+        Assert.Equal("after failover\n", await ColoPairTests.EchoAsync(echo, "after failover\n"));
+        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        string answer = await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token);
+        Assert.StartsWith("secondary ", answer, StringComparison.Ordinal);
+        ColoStatus status = await secondary.QueryColoStatusAsync(cts.Token);
+        Assert.Equal("none", status.Mode);
+        Assert.Equal("secondary", status.LastMode);
+        // The daemon lost its primary (inputs, outdev, monitor) and keeps running, reconnecting; it did not crash.
+        Assert.True(pair.IsDaemonRunning, "the daemon died with the primary:\n" + pair.Diagnostics());
+    }
+
+    [Fact]
+    public async Task Daemon_restart_mid_run_the_pair_recovers_the_outdev_redirector_and_a_tcp_connection_survives()
+    {
+        await using ColoPair pair = await ColoPair.StartAsync(log: output.WriteLine);
+        using var cts = new CancellationTokenSource(Timeout * 3);
+        using Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token);
+        Assert.Equal("before the restart\n", await ColoPairTests.EchoAsync(echo, "before the restart\n"));
+
+        await pair.StopDaemonAsync();
+        Assert.Contains("stopping: ", pair.DaemonLog(), StringComparison.Ordinal);
+        // Sent while no comparator runs: the primary's answer is dropped by redire1 and TCP retransmits it later.
+        Task<string> pending = ColoPairTests.EchoAsync(echo, "while the daemon is away\n");
+        await Task.Delay(TimeSpan.FromSeconds(2), cts.Token);
+        Assert.False(pending.IsCompleted, "an answer got through with no comparator running");
+        await pair.StartDaemonAsync();
+
+        Assert.Equal("while the daemon is away\n", await pending);
+        Assert.Equal("after the restart\n", await ColoPairTests.EchoAsync(echo, "after the restart\n"));
+        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        byte[] download = await http.GetByteArrayAsync(ColoPairTests.Url(pair, "/4m.bin"), cts.Token);
+        Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the download after the restart differs");
+        Assert.Matches(ColoPairTests.VmAnswer(), await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token));
+
+        string log = pair.DaemonLog();
+        Assert.Contains("filter-redirector 'redire0' re-created over QMP", log[log.LastIndexOf("Application started", StringComparison.Ordinal)..], StringComparison.Ordinal);
+        DaemonSummary after = await pair.NextSummaryAsync(Timeout);
+        output.WriteLine(after.ToString());
+        Assert.True(after.Compared >= 2_800, $"the restarted daemon compared {after.Compared} frames");
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition, string what, ColoPair pair)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"waiting for {what}\n{pair.Diagnostics()}");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+}
