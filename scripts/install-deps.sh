@@ -20,6 +20,8 @@ command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
+# The container engine for the container tests (Engine 20.10, API 1.41); scripts/start-docker.sh starts it.
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"

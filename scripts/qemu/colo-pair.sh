@@ -6,6 +6,8 @@
 #   scripts/qemu/colo-pair.sh status [--name NAME]
 #   scripts/qemu/colo-pair.sh stop   [--name NAME]
 #   scripts/qemu/colo-pair.sh daemon-stop|daemon-start [--name NAME]   stop or (re)start only the daemon
+#   COLO_VM=primary|secondary|daemon|binary scripts/qemu/colo-pair.sh qemu-args [--name NAME] [--builtin]
+#                                   print that process's arguments, one per line (for launchers such as containers)
 #   scripts/qemu/colo-pair.sh takeover [--name NAME]   the network half of a failover to the secondary: the primary's
 #                                                      tap leaves the bridge (flushing what the bridge learned on it)
 #                                                      and the secondary's joins it
@@ -158,6 +160,41 @@ guest_args() { # guest_args VM-NAME: what both QEMUs share, plus the VM's name f
     -device "virtio-net-pci,id=e0,netdev=hn0,mac=$mac"
 }
 
+primary_args() { # the primary's QEMU arguments, one per line (the binary not included)
+  guest_args primary
+  printf '%s\n' -name primary -serial "file:$dir/primary.serial" \
+    -qmp "unix:$dir/primary-qmp.sock,server=on,wait=off" \
+    -qmp "unix:$dir/primary-qmp-daemon.sock,server=on,wait=off" \
+    -netdev tap,id=hn0,ifname=tap-pri,script=no,downscript=no,vhost=off,vnet_hdr=off \
+    -chardev "socket,id=mirror0,path=$dir/mirror.sock,server=on,wait=off" \
+    -chardev "socket,id=compare0,path=$dir/primary-in.sock,server=on,wait=off" \
+    -chardev "socket,id=compare_out,path=$dir/outdev.sock,server=on,wait=off" \
+    -object filter-mirror,id=m0,netdev=hn0,queue=tx,outdev=mirror0 \
+    -object filter-redirector,id=redire0,netdev=hn0,queue=rx,indev=compare_out \
+    -object filter-redirector,id=redire1,netdev=hn0,queue=rx,outdev=compare0
+  if [ "$builtin" -eq 1 ]; then
+    printf '%s\n' -chardev "socket,id=compare0-0,path=$dir/primary-in.sock" \
+      -chardev "socket,id=compare1,path=$dir/secondary-in.sock,server=on,wait=off" \
+      -chardev "socket,id=compare_out0,path=$dir/outdev.sock" \
+      -object iothread,id=iothread1 \
+      -object colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1
+  fi
+}
+
+secondary_args() { # the secondary's QEMU arguments, one per line (the binary not included)
+  guest_args secondary
+  printf '%s\n' -name secondary -serial "file:$dir/secondary.serial" \
+    -qmp "unix:$dir/secondary-qmp.sock,server=on,wait=off" \
+    -qmp "unix:$dir/secondary-qmp-daemon.sock,server=on,wait=off" \
+    -netdev tap,id=hn0,ifname=tap-sec,script=no,downscript=no,vhost=off,vnet_hdr=off \
+    -chardev "socket,id=red0,path=$dir/mirror.sock,reconnect=1" \
+    -chardev "socket,id=red1,path=$dir/secondary-in.sock,reconnect=1" \
+    -object filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0 \
+    -object filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1 \
+    -object filter-rewriter,id=rew0,netdev=hn0,queue=all \
+    -incoming "unix:$dir/migrate.sock"
+}
+
 daemon_args() {
   printf '%s\n' \
     -chardev "socket,id=compare0-0,path=$dir/primary-in.sock" \
@@ -216,26 +253,11 @@ cmd_start() {
   ip -n "$ns" link set tap-pri up
   ip -n "$ns" link set tap-sec up
 
-  local common=()
-  mapfile -t common < <(guest_args primary)
-  local primary=("$qemu_bin" -name primary "${common[@]}"
-    -serial "file:$dir/primary.serial"
-    -qmp "unix:$dir/primary-qmp.sock,server=on,wait=off"
-    -qmp "unix:$dir/primary-qmp-daemon.sock,server=on,wait=off"
-    -netdev tap,id=hn0,ifname=tap-pri,script=no,downscript=no,vhost=off,vnet_hdr=off
-    -chardev "socket,id=mirror0,path=$dir/mirror.sock,server=on,wait=off"
-    -chardev "socket,id=compare0,path=$dir/primary-in.sock,server=on,wait=off"
-    -chardev "socket,id=compare_out,path=$dir/outdev.sock,server=on,wait=off"
-    -object filter-mirror,id=m0,netdev=hn0,queue=tx,outdev=mirror0
-    -object filter-redirector,id=redire0,netdev=hn0,queue=rx,indev=compare_out
-    -object filter-redirector,id=redire1,netdev=hn0,queue=rx,outdev=compare0)
-  if [ "$builtin" -eq 1 ]; then
-    primary+=(-chardev "socket,id=compare0-0,path=$dir/primary-in.sock"
-      -chardev "socket,id=compare1,path=$dir/secondary-in.sock,server=on,wait=off"
-      -chardev "socket,id=compare_out0,path=$dir/outdev.sock"
-      -object iothread,id=iothread1
-      -object colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,iothread=iothread1)
-  fi
+  local primary=() secondary=()
+  mapfile -t primary < <(primary_args)
+  mapfile -t secondary < <(secondary_args)
+  primary=("$qemu_bin" "${primary[@]}")
+  secondary=("$qemu_bin" "${secondary[@]}")
   # `ip netns exec` execs QEMU, so $! is QEMU's own PID.
   ip netns exec "$ns" "${primary[@]}" > "$dir/primary.log" 2>&1 < /dev/null &
   echo $! > "$dir/primary.pid"
@@ -246,18 +268,6 @@ cmd_start() {
     start_daemon
   fi
 
-  mapfile -t common < <(guest_args secondary)
-  local secondary=("$qemu_bin" -name secondary "${common[@]}"
-    -serial "file:$dir/secondary.serial"
-    -qmp "unix:$dir/secondary-qmp.sock,server=on,wait=off"
-    -qmp "unix:$dir/secondary-qmp-daemon.sock,server=on,wait=off"
-    -netdev tap,id=hn0,ifname=tap-sec,script=no,downscript=no,vhost=off,vnet_hdr=off
-    -chardev "socket,id=red0,path=$dir/mirror.sock,reconnect=1"
-    -chardev "socket,id=red1,path=$dir/secondary-in.sock,reconnect=1"
-    -object filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0
-    -object filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1
-    -object filter-rewriter,id=rew0,netdev=hn0,queue=all
-    -incoming "unix:$dir/migrate.sock")
   ip netns exec "$ns" "${secondary[@]}" > "$dir/secondary.log" 2>&1 < /dev/null &
   echo $! > "$dir/secondary.pid"
   wait_for 30 "the secondary's red0/red1 to connect" chardev_connected "$dir/secondary-qmp.sock" red0 red1
@@ -323,6 +333,17 @@ case "$command" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   daemon-stop) stop_pid "$dir/daemon.pid" ;;
+  qemu-args)
+    # For launchers that start QEMU themselves (the container tests): the arguments, one per line, for the
+    # state folder and guest of this pair; then the binary to run under $ACCEL.
+    guest="$("$here/build-guest.sh")"
+    case "${COLO_VM:-}" in
+      primary) primary_args ;;
+      secondary) secondary_args ;;
+      daemon) daemon_args ;;
+      binary) if [ "$accel" = tcg ]; then patched_qemu; else command -v qemu-system-x86_64; fi ;;
+      *) die "qemu-args needs COLO_VM=primary|secondary|daemon|binary" ;;
+    esac ;;
   takeover)
     # A persistent tap outlives its QEMU: without this the bridge keeps sending the guest's MAC to the dead one.
     ip -n "$ns" link set tap-pri nomaster
@@ -333,5 +354,5 @@ case "$command" in
     alive "$dir/daemon.pid" && die "the daemon is running already"
     start_daemon
     sed -i "s/^COLO_PAIR_DAEMON_PID=.*/COLO_PAIR_DAEMON_PID=$(cat "$dir/daemon.pid")/" "$dir/pair.env" ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -49,26 +49,36 @@ public sealed class SharedColoPair : IAsyncLifetime
 }
 
 [Collection(ColoPairSerial.Name)]
-public sealed partial class ColoPairTests(SharedColoPair shared, ITestOutputHelper output) : IClassFixture<SharedColoPair>
+public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper output) : IClassFixture<SharedColoPair>
+{
+    [Fact]
+    public Task Ping_http_a_4_MiB_download_and_tcp_echo_pass_through_colo_compared_by_the_daemon() =>
+        ColoPairScenarios.TrafficIsComparedAndReleasedAsync(shared.Pair, output);
+
+    [Fact]
+    public Task Divergence_requests_a_checkpoint_over_qmp_and_the_client_gets_the_primary_answer_intact() =>
+        ColoPairScenarios.DivergenceCheckpointsAndThePrimaryAnswersAsync(shared.Pair, output);
+}
+
+/// <summary>Test bodies shared by the pair in processes and the pair in containers.</summary>
+public static partial class ColoPairScenarios
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    [Fact]
-    public async Task Ping_http_a_4_MiB_download_and_tcp_echo_pass_through_colo_compared_by_the_daemon()
+    public static async Task TrafficIsComparedAndReleasedAsync(IColoPair pair, ITestOutputHelper output)
     {
-        ColoPair pair = shared.Pair;
         DaemonSummary before = await pair.NextSummaryAsync(Timeout);
 
         Assert.Equal(5, await pair.PingAsync(5));
 
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
         Assert.Equal("colochardev guest\n", await http.GetStringAsync(Url(pair, "/index.html")));
 
         byte[] download = await http.GetByteArrayAsync(Url(pair, "/4m.bin"));
         Assert.Equal(4 << 20, download.Length);
         Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the 4 MiB download differs from the guest's file");
 
-        using (Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), CancellationToken.None))
+        using (Socket echo = await pair.ClientNamespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), CancellationToken.None))
         {
             for (int i = 0; i < 5; i++)
             {
@@ -87,16 +97,14 @@ public sealed partial class ColoPairTests(SharedColoPair shared, ITestOutputHelp
         Assert.Equal(0, after.PrimaryDropped);
     }
 
-    [Fact]
-    public async Task Divergence_requests_a_checkpoint_over_qmp_and_the_client_gets_the_primary_answer_intact()
+    public static async Task DivergenceCheckpointsAndThePrimaryAnswersAsync(IColoPair pair, ITestOutputHelper output)
     {
-        ColoPair pair = shared.Pair;
         using var cts = new CancellationTokenSource(Timeout * 3);
         await using QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token);
         using QmpEventSubscription passes = primary.Subscribe("MIGRATION_PASS");
         DaemonSummary before = await pair.NextSummaryAsync(Timeout);
 
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
         var answers = new List<string>();
         for (int i = 0; i < 3; i++)
         {
@@ -130,9 +138,9 @@ public sealed partial class ColoPairTests(SharedColoPair shared, ITestOutputHelp
         Assert.Contains("checkpoint requested over QMP (Mismatch on 'comp0', flow tcp 10.0.0.2:80 > 10.0.0.1:", pair.DaemonLog(), StringComparison.Ordinal);
     }
 
-    internal static Uri Url(ColoPair pair, string path) => new($"http://{pair.GuestAddress}{path}");
+    public static Uri Url(IColoPair pair, string path) => new($"http://{pair.GuestAddress}{path}");
 
-    internal static async Task<string> EchoAsync(Socket socket, string line)
+    public static async Task<string> EchoAsync(Socket socket, string line)
     {
         using var cts = new CancellationTokenSource(Timeout);
         byte[] sent = Encoding.ASCII.GetBytes(line);
@@ -154,7 +162,7 @@ public sealed partial class ColoPairTests(SharedColoPair shared, ITestOutputHelp
     }
 
     [GeneratedRegex(@"^primary [0-9a-f]{32}\n$")]
-    internal static partial Regex VmAnswer();
+    public static partial Regex VmAnswer();
 }
 
 /// <summary>Failover and restarts: each test owns a pair, because each ends it differently.</summary>
@@ -170,8 +178,8 @@ public sealed class ColoPairFailoverTests(ITestOutputHelper output)
         using var cts = new CancellationTokenSource(Timeout * 3);
         await using QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token);
         using QmpEventSubscription exits = primary.Subscribe("COLO_EXIT");
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
-        Assert.Matches(ColoPairTests.VmAnswer(), await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token));
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
+        Assert.Matches(ColoPairScenarios.VmAnswer(), await http.GetStringAsync(ColoPairScenarios.Url(pair, "/cgi-bin/vm"), cts.Token));
 
         await pair.KillAsync(ColoVm.Secondary);
         try
@@ -194,10 +202,10 @@ public sealed class ColoPairFailoverTests(ITestOutputHelper output)
         // Pass-through: the primary alone answers, nothing is compared, nothing waits for a secondary.
         for (int i = 0; i < 3; i++)
         {
-            Assert.Matches(ColoPairTests.VmAnswer(), await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token));
+            Assert.Matches(ColoPairScenarios.VmAnswer(), await http.GetStringAsync(ColoPairScenarios.Url(pair, "/cgi-bin/vm"), cts.Token));
         }
 
-        byte[] download = await http.GetByteArrayAsync(ColoPairTests.Url(pair, "/4m.bin"), cts.Token);
+        byte[] download = await http.GetByteArrayAsync(ColoPairScenarios.Url(pair, "/4m.bin"), cts.Token);
         Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the download after failover differs");
         Assert.Equal(3, await pair.PingAsync(3));
 
@@ -216,8 +224,8 @@ public sealed class ColoPairFailoverTests(ITestOutputHelper output)
         using var cts = new CancellationTokenSource(Timeout * 3);
         await using QmpClient secondary = await pair.ConnectQmpAsync(ColoVm.Secondary, cts.Token);
         using QmpEventSubscription exits = secondary.Subscribe("COLO_EXIT");
-        using Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token);
-        Assert.Equal("before a checkpoint\n", await ColoPairTests.EchoAsync(echo, "before a checkpoint\n"));
+        using Socket echo = await pair.ClientNamespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token);
+        Assert.Equal("before a checkpoint\n", await ColoPairScenarios.EchoAsync(echo, "before a checkpoint\n"));
         // A long-lived connection: a checkpoint after it opened gives the secondary the primary's exact TCP state.
         // (One younger than the last checkpoint exists in the secondary with its own ISN, fixed up by filter-rewriter,
         // and its own timestamps, which filter-rewriter leaves alone.)
@@ -228,7 +236,7 @@ public sealed class ColoPairFailoverTests(ITestOutputHelper output)
             await resumes.ReadAsync(cts.Token);
         }
 
-        Assert.Equal("before the primary dies\n", await ColoPairTests.EchoAsync(echo, "before the primary dies\n"));
+        Assert.Equal("before the primary dies\n", await ColoPairScenarios.EchoAsync(echo, "before the primary dies\n"));
 
         await pair.KillAsync(ColoVm.Primary);
         // The documented sequence on the secondary (environment.md): leave COLO, remove the filters and their
@@ -242,9 +250,9 @@ public sealed class ColoPairFailoverTests(ITestOutputHelper output)
         await secondary.ChardevRemoveAsync("red0", cts.Token);
         await pair.TakeOverNetworkAsync();
 
-        Assert.Equal("after failover\n", await ColoPairTests.EchoAsync(echo, "after failover\n"));
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
-        string answer = await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token);
+        Assert.Equal("after failover\n", await ColoPairScenarios.EchoAsync(echo, "after failover\n"));
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
+        string answer = await http.GetStringAsync(ColoPairScenarios.Url(pair, "/cgi-bin/vm"), cts.Token);
         Assert.StartsWith("secondary ", answer, StringComparison.Ordinal);
         ColoStatus status = await secondary.QueryColoStatusAsync(cts.Token);
         Assert.Equal("none", status.Mode);
@@ -258,23 +266,23 @@ public sealed class ColoPairFailoverTests(ITestOutputHelper output)
     {
         await using ColoPair pair = await ColoPair.StartAsync(log: output.WriteLine);
         using var cts = new CancellationTokenSource(Timeout * 3);
-        using Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token);
-        Assert.Equal("before the restart\n", await ColoPairTests.EchoAsync(echo, "before the restart\n"));
+        using Socket echo = await pair.ClientNamespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token);
+        Assert.Equal("before the restart\n", await ColoPairScenarios.EchoAsync(echo, "before the restart\n"));
 
         await pair.StopDaemonAsync();
         Assert.Contains("stopping: ", pair.DaemonLog(), StringComparison.Ordinal);
         // Sent while no comparator runs: the primary's answer is dropped by redire1 and TCP retransmits it later.
-        Task<string> pending = ColoPairTests.EchoAsync(echo, "while the daemon is away\n");
+        Task<string> pending = ColoPairScenarios.EchoAsync(echo, "while the daemon is away\n");
         await Task.Delay(TimeSpan.FromSeconds(2), cts.Token);
         Assert.False(pending.IsCompleted, "an answer got through with no comparator running");
         await pair.StartDaemonAsync();
 
         Assert.Equal("while the daemon is away\n", await pending);
-        Assert.Equal("after the restart\n", await ColoPairTests.EchoAsync(echo, "after the restart\n"));
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
-        byte[] download = await http.GetByteArrayAsync(ColoPairTests.Url(pair, "/4m.bin"), cts.Token);
+        Assert.Equal("after the restart\n", await ColoPairScenarios.EchoAsync(echo, "after the restart\n"));
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
+        byte[] download = await http.GetByteArrayAsync(ColoPairScenarios.Url(pair, "/4m.bin"), cts.Token);
         Assert.True(download.AsSpan().SequenceEqual(pair.Payload.AsSpan(0, 4 << 20)), "the download after the restart differs");
-        Assert.Matches(ColoPairTests.VmAnswer(), await http.GetStringAsync(ColoPairTests.Url(pair, "/cgi-bin/vm"), cts.Token));
+        Assert.Matches(ColoPairScenarios.VmAnswer(), await http.GetStringAsync(ColoPairScenarios.Url(pair, "/cgi-bin/vm"), cts.Token));
 
         string log = pair.DaemonLog();
         Assert.Contains("filter-redirector 'redire0' re-created over QMP", log[log.LastIndexOf("Application started", StringComparison.Ordinal)..], StringComparison.Ordinal);

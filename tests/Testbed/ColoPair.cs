@@ -34,7 +34,7 @@ public sealed record ColoPairOptions
 /// <c>scripts/qemu/colo-pair.sh</c> in a network namespace of its own; the test is the client inside it.
 /// Everything is stopped by PID and the namespace deleted on dispose.
 /// </summary>
-public sealed class ColoPair : IAsyncDisposable
+public sealed class ColoPair : IColoPair
 {
     private static readonly TimeSpan ScriptTimeout = TimeSpan.FromMinutes(4);
     private readonly Dictionary<string, string> _env;
@@ -47,7 +47,7 @@ public sealed class ColoPair : IAsyncDisposable
         Directory = directory;
         _env = env;
         _log = log;
-        Namespace = new NetworkNamespace(env["COLO_PAIR_NAMESPACE"]);
+        ClientNamespace = new NetworkNamespace(env["COLO_PAIR_NAMESPACE"]);
         GuestAddress = IPAddress.Parse(env["COLO_PAIR_GUEST_IP"]);
         GuestDirectory = env["COLO_PAIR_GUEST_DIR"];
     }
@@ -57,7 +57,7 @@ public sealed class ColoPair : IAsyncDisposable
     /// <summary>The pair's state folder (sockets, PID files, logs).</summary>
     public string Directory { get; }
 
-    public NetworkNamespace Namespace { get; }
+    public NetworkNamespace ClientNamespace { get; }
 
     public IPAddress GuestAddress { get; }
 
@@ -160,13 +160,7 @@ public sealed class ColoPair : IAsyncDisposable
     public Task TakeOverNetworkAsync() => ScriptAsync("takeover");
 
     /// <summary>busybox ping from the client address; returns the replies received.</summary>
-    public async Task<int> PingAsync(int count)
-    {
-        (int _, string output) = await Namespace.RunAsync(TimeSpan.FromSeconds(count + 15), Busybox, "ping", "-c", count.ToString(CultureInfo.InvariantCulture), GuestAddress.ToString()).ConfigureAwait(false);
-        _log(output);
-        System.Text.RegularExpressions.Match m = System.Text.RegularExpressions.Regex.Match(output, @"(\d+) packets received");
-        return m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
-    }
+    public Task<int> PingAsync(int count) => ClientNamespace.PingAsync(Busybox, GuestAddress, count, _log);
 
     /// <summary>The daemon's log so far.</summary>
     public string DaemonLog()
@@ -177,23 +171,7 @@ public sealed class ColoPair : IAsyncDisposable
     }
 
     /// <summary>Waits for a daemon summary line written after this call (the daemon writes one per summary interval).</summary>
-    public async Task<DaemonSummary> NextSummaryAsync(TimeSpan timeout)
-    {
-        int before = CountSummaries(DaemonLog());
-        var stopwatch = Stopwatch.StartNew();
-        while (stopwatch.Elapsed < timeout)
-        {
-            string text = DaemonLog();
-            if (CountSummaries(text) > before)
-            {
-                return DaemonSummary.Last(text) ?? throw new InvalidOperationException("summary line did not parse:\n" + text);
-            }
-
-            await Task.Delay(100).ConfigureAwait(false);
-        }
-
-        throw new TimeoutException($"no daemon summary within {timeout}:\n{Tails(Directory)}");
-    }
+    public Task<DaemonSummary> NextSummaryAsync(TimeSpan timeout) => DaemonSummary.NextAsync(DaemonLog, timeout, Diagnostics);
 
     /// <summary>The last lines of every log of the pair, for failure messages.</summary>
     public string Diagnostics() => Tails(Directory);
@@ -214,10 +192,13 @@ public sealed class ColoPair : IAsyncDisposable
             throw new InvalidOperationException($"colo-pair.sh stop failed ({code}): {output}");
         }
 
-        if (File.Exists(Path.Combine("/var/run/netns", Namespace.Name)))
+        if (File.Exists(Path.Combine("/var/run/netns", ClientNamespace.Name)))
         {
-            throw new InvalidOperationException($"namespace {Namespace.Name} is still there after stop");
+            throw new InvalidOperationException($"namespace {ClientNamespace.Name} is still there after stop");
         }
+
+        // The logs went to the test's output above; the state folder goes with the pair.
+        System.IO.Directory.Delete(Directory, recursive: true);
     }
 
     private async Task ScriptAsync(string command)
@@ -232,19 +213,6 @@ public sealed class ColoPair : IAsyncDisposable
 
     private Task<(int Code, string Output)> ScriptResultAsync(string command) =>
         RunScriptAsync(_env, [command, "--name", Name]);
-
-    private static int CountSummaries(string text)
-    {
-        int count = 0;
-        int index = 0;
-        while ((index = text.IndexOf("frames (primary/secondary)", index, StringComparison.Ordinal)) >= 0)
-        {
-            count++;
-            index++;
-        }
-
-        return count;
-    }
 
     private static Task<(int Code, string Output)> RunScriptAsync(IReadOnlyDictionary<string, string> environment, IEnumerable<string> arguments) =>
         RunAsync("bash", [RepositoryPaths.Script("qemu", "colo-pair.sh"), .. arguments], environment);

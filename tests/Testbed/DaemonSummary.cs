@@ -39,6 +39,38 @@ public sealed partial record DaemonSummary(
         return last;
     }
 
+    /// <summary>Waits until <paramref name="log"/> holds a summary line more than it held at the call, and returns it.</summary>
+    public static async Task<DaemonSummary> NextAsync(Func<string> log, TimeSpan timeout, Func<string> diagnostics)
+    {
+        int before = Count(log());
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        while (stopwatch.Elapsed < timeout)
+        {
+            string text = log();
+            if (Count(text) > before)
+            {
+                return Last(text) ?? throw new InvalidOperationException("summary line did not parse:\n" + text);
+            }
+
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+
+        throw new TimeoutException($"no daemon summary within {timeout}:\n{diagnostics()}");
+    }
+
+    private static int Count(string text)
+    {
+        int count = 0;
+        int index = 0;
+        while ((index = text.IndexOf("frames (primary/secondary)", index, StringComparison.Ordinal)) >= 0)
+        {
+            count++;
+            index++;
+        }
+
+        return count;
+    }
+
     [GeneratedRegex(@"in (?<pin>\d+)/(?<sin>\d+) frames \(primary/secondary\), released (?<rel>\d+) \((?<unc>\d+) uncompared\), dropped (?<pdrop>\d+)/\d+, .*?mismatches tcp (?<mtcp>\d+) udp (?<mudp>\d+) icmp (?<micmp>\d+) other (?<mother>\d+), checkpoint requests (?<req>\d+) \(mismatch (?<reqm>\d+),.*?checkpoints (?<cp>\d+); outdev written (?<written>\d+)")]
     private static partial Regex SummaryLine();
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 using Microsoft.Win32.SafeHandles;
 using Tmds.Linux;
 
@@ -73,6 +75,16 @@ public sealed class NetworkNamespace(string name)
         }
 
         return (process.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
+    }
+
+    /// <summary><paramref name="busybox"/> ping from inside the namespace; returns the replies received.</summary>
+    public async Task<int> PingAsync(string busybox, IPAddress address, int count, Action<string> log)
+    {
+        string n = count.ToString(CultureInfo.InvariantCulture);
+        (int _, string output) = await RunAsync(TimeSpan.FromSeconds(count + 15), busybox, "ping", "-c", n, address.ToString()).ConfigureAwait(false);
+        log(output);
+        Match m = Regex.Match(output, @"(\d+) packets received");
+        return m.Success ? int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
     }
 
     private Socket CreateSocket(AddressFamily family, SocketType type, ProtocolType protocol)

@@ -27,7 +27,7 @@ internal static partial class PairDemo
         var client = new List<string>();
         bool ok = true;
         await using ColoPair pair = await ColoPair.StartAsync(new ColoPairOptions { SummaryIntervalSeconds = 1 });
-        Console.WriteLine($"COLO running after {started.Elapsed.TotalSeconds:F1} s. Client {pair.Namespace.Name}:10.0.0.1, guest {pair.GuestAddress}; state in {pair.Directory}");
+        Console.WriteLine($"COLO running after {started.Elapsed.TotalSeconds:F1} s. Client {pair.ClientNamespace.Name}:10.0.0.1, guest {pair.GuestAddress}; state in {pair.Directory}");
 
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         await using QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token);
@@ -38,7 +38,7 @@ internal static partial class PairDemo
         client.Add($"ping: {replies}/3 replies");
         ok &= replies == 3;
 
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
         var watch = Stopwatch.StartNew();
         byte[] download = await http.GetByteArrayAsync(new Uri($"http://{pair.GuestAddress}/4m.bin"), cts.Token);
         double seconds = watch.Elapsed.TotalSeconds;
@@ -46,7 +46,7 @@ internal static partial class PairDemo
         client.Add($"HTTP GET /4m.bin: {download.Length:N0} bytes in {seconds:F2} s ({download.Length / seconds / 1e6:F1} MB/s), content {(intact ? "identical to the guest's file" : "DIFFERENT")}");
         ok &= intact;
 
-        using (Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token))
+        using (Socket echo = await pair.ClientNamespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token))
         {
             var rtts = new List<double>();
             for (int i = 0; i < 10; i++)

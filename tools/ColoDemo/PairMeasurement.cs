@@ -57,7 +57,7 @@ internal static class PairMeasurement
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(10));
         await using QmpClient primary = await pair.ConnectQmpAsync(ColoVm.Primary, cts.Token);
         using QmpEventSubscription stops = primary.Subscribe("STOP");
-        using HttpClient http = pair.Namespace.CreateHttpClient(Timeout);
+        using HttpClient http = pair.ClientNamespace.CreateHttpClient(Timeout);
         byte[] payload = pair.Payload;
         var uri = new Uri($"http://{pair.GuestAddress}/payload.bin");
 
@@ -79,7 +79,7 @@ internal static class PairMeasurement
 
         // TCP echo round trips on one connection.
         var rtts = new List<double>(echoes);
-        using (Socket echo = await pair.Namespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token))
+        using (Socket echo = await pair.ClientNamespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token))
         {
             byte[] line = Encoding.ASCII.GetBytes("ping 0123456789\n");
             byte[] back = new byte[line.Length];
