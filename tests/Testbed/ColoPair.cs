@@ -121,6 +121,16 @@ public sealed class ColoPair : IColoPair
     /// <summary>The PID the pair recorded for a VM (we started it; only we kill it).</summary>
     public int ProcessId(ColoVm vm) => int.Parse(File.ReadAllText(Path.Combine(Directory, vm == ColoVm.Primary ? "primary.pid" : "secondary.pid")).Trim(), CultureInfo.InvariantCulture);
 
+    /// <summary>The daemon's PID (daemon.pid), 0 when the pair runs QEMU's own colo-compare or the daemon is stopped.</summary>
+    public int DaemonProcessId
+    {
+        get
+        {
+            string file = Path.Combine(Directory, "daemon.pid");
+            return File.Exists(file) ? int.Parse(File.ReadAllText(file).Trim(), CultureInfo.InvariantCulture) : 0;
+        }
+    }
+
     /// <summary>Whether the daemon the pair started (daemon.pid) still runs.</summary>
     public bool IsDaemonRunning
     {
@@ -165,6 +175,11 @@ public sealed class ColoPair : IColoPair
     /// <summary>The daemon's log so far.</summary>
     public string DaemonLog()
     {
+        if (!File.Exists(DaemonLogPath))
+        {
+            return string.Empty; // QEMU's own colo-compare (--builtin), or the daemon has not started yet
+        }
+
         using var stream = new FileStream(DaemonLogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         using var reader = new StreamReader(stream, Encoding.UTF8);
         return reader.ReadToEnd();

@@ -1,3 +1,5 @@
+using ColoChardev.ChardevProtocol.Packets;
+
 namespace ColoChardev.Daemon.Engine;
 
 /// <summary>TCP: payload bytes compared by sequence number (QEMU commit f449c9e549, spec §2.5), alignment checked.</summary>
@@ -18,8 +20,9 @@ public sealed partial class CompareEngine
             if (p.DataLength == 0)
             {
                 // Pure ACK, SYN, FIN or RST: nothing to compare. As QEMU, wait until the secondary is talking on the
-                // flow: a secondary packet is queued, or one arrived after this one.
-                if (flow.Secondary.Count > 0 || flow.LastSecondaryOrder > p.Order)
+                // flow: a secondary packet is queued, or one arrived after this one. Unlike QEMU, also go when the
+                // secondary sent this segment's twin first (see SecondaryIsAsFar).
+                if (flow.Secondary.Count > 0 || flow.LastSecondaryOrder > p.Order || SecondaryIsAsFar(flow, p))
                 {
                     ReleasePrimaryAt(flow, 0, ReleaseReason.ZeroPayload);
                     continue;
@@ -140,6 +143,31 @@ public sealed partial class CompareEngine
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// A control segment whose twin the secondary already sent: it carries no control bit (SYN, FIN, RST) the
+    /// secondary has not sent on the flow, and it acknowledges no more of the client's data than the secondary has.
+    /// QEMU's rule ("a secondary packet is queued, or comes later") relies on QEMU keeping zero-payload secondary
+    /// segments queued; we drop them at once (they would linger into timeouts), so without this a primary SYN-ACK,
+    /// FIN or final ACK that came after the secondary's waited for a secondary packet that never comes. Found on a
+    /// real pair: the client's SYN retransmitted after 1 s, closes held for compare_timeout, and checkpoints.
+    /// </summary>
+    private static bool SecondaryIsAsFar(Flow flow, in QueuedPacket p)
+    {
+        TcpControlBits control = p.Flags & (TcpControlBits.Syn | TcpControlBits.Fin | TcpControlBits.Rst);
+        if ((control & ~flow.SecondaryControl) != 0)
+        {
+            return false;
+        }
+
+        if (!p.HasAck)
+        {
+            // A bare SYN or RST the secondary sent too.
+            return control != TcpControlBits.None;
+        }
+
+        return flow.HasSecondaryAck && SeqNumber.LessOrEqual(p.Ack, flow.SecondaryAck);
     }
 
     /// <summary>

@@ -109,6 +109,7 @@ public sealed partial class CompareEngine
         if (protocol == CompareProtocol.Tcp)
         {
             NoteClose(flow, packet.TcpFlags, PacketSide.Secondary);
+            flow.SecondaryControl |= packet.TcpFlags & (TcpControlBits.Syn | TcpControlBits.Fin | TcpControlBits.Rst);
             if ((packet.TcpFlags & TcpControlBits.Ack) != 0)
             {
                 flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, packet.TcpAck) : packet.TcpAck;
@@ -340,6 +341,7 @@ public sealed partial class CompareEngine
             queued.Seq = packet.TcpSeq;
             queued.Ack = packet.TcpAck;
             queued.HasAck = (packet.TcpFlags & TcpControlBits.Ack) != 0;
+            queued.Flags = packet.TcpFlags;
             return;
         }
 

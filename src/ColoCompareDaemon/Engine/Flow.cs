@@ -30,6 +30,9 @@ internal sealed class Flow
     /// <summary>Arrival number of the latest secondary packet of this flow (queued or not).</summary>
     public long LastSecondaryOrder = -1;
 
+    /// <summary>TCP: the control bits (SYN, FIN, RST) the secondary has sent on this flow.</summary>
+    public TcpControlBits SecondaryControl;
+
     public bool PrimaryClosed;
     public bool SecondaryClosed;
     public bool Reset;
@@ -48,6 +51,7 @@ internal sealed class Flow
         SecondaryAck = 0;
         HasSecondaryAck = false;
         LastSecondaryOrder = -1;
+        SecondaryControl = TcpControlBits.None;
         PrimaryClosed = false;
         SecondaryClosed = false;
         Reset = false;

@@ -1,4 +1,5 @@
 using ColoChardev.ChardevProtocol.Framing;
+using ColoChardev.ChardevProtocol.Packets;
 
 namespace ColoChardev.Daemon.Engine;
 
@@ -29,6 +30,9 @@ internal struct QueuedPacket
     public uint Ack;
 
     public bool HasAck;
+
+    /// <summary>TCP: the segment's control bits.</summary>
+    public TcpControlBits Flags;
 
     /// <summary>TCP: payload bytes already compared (QEMU's "offset").</summary>
     public int Compared;

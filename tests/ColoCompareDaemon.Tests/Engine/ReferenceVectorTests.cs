@@ -319,6 +319,70 @@ public class ReferenceVectorTests
     }
 
     [Fact]
+    public void Vector11_differs_from_qemu_a_primary_fin_whose_twin_the_secondary_sent_first_goes_at_once()
+    {
+        // Found on a real pair under load: the guests close an HTTP connection; the secondary's FIN arrives first.
+        // QEMU holds the primary's FIN until compare_timeout and checkpoints; the connection's close waits seconds.
+        var h = new EngineHarness();
+        h.P(Frames.Tcp(1000, "body"));
+        h.S(Frames.Tcp(1000, "body"));
+        h.S(Frames.Tcp(1004, string.Empty, ack: 5000, flags: TcpControlBits.Fin | TcpControlBits.Ack));
+        byte[] fin = Frames.Tcp(1004, string.Empty, ack: 5000, flags: TcpControlBits.Fin | TcpControlBits.Ack);
+        h.P(fin);
+        Assert.Equal(fin, h.Released[^1]);
+        Assert.Equal(ReleaseReason.ZeroPayload, h.ReleaseReasons[^1]);
+
+        // The final ACK (of the client's FIN) likewise.
+        h.S(Frames.Tcp(1005, string.Empty, ack: 5001, flags: TcpControlBits.Ack));
+        byte[] last = Frames.Tcp(1005, string.Empty, ack: 5001, flags: TcpControlBits.Ack);
+        h.P(last);
+        Assert.Equal(last, h.Released[^1]);
+        h.Advance(10_000);
+        Assert.Empty(h.Requests);
+        h.AssertAccounting();
+    }
+
+    [Fact]
+    public void Vector11_differs_from_qemu_a_primary_syn_ack_after_the_secondarys_goes_at_once()
+    {
+        // QEMU keeps the secondary's SYN-ACK queued, so the primary's goes when it arrives. We drop zero-payload
+        // secondary segments at once; without remembering that a SYN was sent, the primary's SYN-ACK waited until the
+        // client, which never got it, retransmitted its SYN a second later.
+        var h = new EngineHarness();
+        h.S(Frames.Tcp(777_000, string.Empty, ack: 5000, flags: TcpControlBits.Syn | TcpControlBits.Ack));
+        byte[] synAck = Frames.Tcp(1000, string.Empty, ack: 5000, flags: TcpControlBits.Syn | TcpControlBits.Ack);
+        h.P(synAck);
+        Assert.Equal([synAck], h.Released);
+        Assert.Equal([ReleaseReason.ZeroPayload], h.ReleaseReasons);
+
+        // A SYN-ACK the secondary has not sent yet still waits for it.
+        var g = new EngineHarness();
+        g.S(Frames.Tcp(777_000, string.Empty, ack: 5000, flags: TcpControlBits.Ack));
+        g.P(Frames.Tcp(1000, string.Empty, ack: 5000, flags: TcpControlBits.Syn | TcpControlBits.Ack));
+        Assert.Empty(g.Released);
+        g.AssertAccounting();
+    }
+
+    [Fact]
+    public void Vector11_matches_qemu_a_primary_fin_or_ack_ahead_of_the_secondary_still_waits()
+    {
+        // The secondary has not closed: the primary's FIN waits for it.
+        var h = new EngineHarness();
+        h.S(Frames.Tcp(1000, string.Empty, ack: 5000, flags: TcpControlBits.Ack));
+        h.P(Frames.Tcp(1000, string.Empty, ack: 5000, flags: TcpControlBits.Fin | TcpControlBits.Ack));
+        Assert.Empty(h.Released);
+
+        // A pure ACK acknowledging more of the client's data than the secondary has waits too.
+        var g = new EngineHarness();
+        g.S(Frames.Tcp(1000, string.Empty, ack: 5000, flags: TcpControlBits.Ack));
+        g.P(Frames.Tcp(1000, string.Empty, ack: 6000, flags: TcpControlBits.Ack));
+        Assert.Empty(g.Released);
+        g.S(Frames.Tcp(1000, string.Empty, ack: 6000, flags: TcpControlBits.Ack));
+        Assert.Single(g.Released);
+        g.AssertAccounting();
+    }
+
+    [Fact]
     public void Vector12_differs_from_qemu_a_retransmission_of_compared_bytes_is_released_without_waiting()
     {
         // QEMU releases it uncompared too, but only once some secondary packet is queued.
