@@ -132,14 +132,7 @@ public sealed class ColoPair : IColoPair
     }
 
     /// <summary>Whether the daemon the pair started (daemon.pid) still runs.</summary>
-    public bool IsDaemonRunning
-    {
-        get
-        {
-            string file = Path.Combine(Directory, "daemon.pid");
-            return File.Exists(file) && System.IO.Directory.Exists("/proc/" + File.ReadAllText(file).Trim());
-        }
-    }
+    public bool IsDaemonRunning => DaemonProcessId > 0 && System.IO.Directory.Exists($"/proc/{DaemonProcessId}");
 
     /// <summary>kill -9 one VM, as a crash would, and waits until it is gone.</summary>
     public async Task KillAsync(ColoVm vm)
