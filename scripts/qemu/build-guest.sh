@@ -26,6 +26,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 out="${COLO_GUEST_DIR:-$repo/.cache/guest}"
 mkdir -p "$out"
+# One build at a time: a test reading payload.bin must see the build its guest booted from.
+exec 9>"$out/.lock"
+flock 9
 
 log() { echo "build-guest: $*" >&2; }
 
