@@ -111,6 +111,8 @@ chardev_connected() { # chardev_connected SOCKET LABEL...: query-chardev shows e
   return 0
 }
 
+has_namespace() { ip netns list | awk '{ print $1 }' | grep -qxF "$ns"; }
+
 colo_mode_is() { qmp "$1" query-colo-status | grep -q "\"mode\":\"$2\""; }
 guest_ready() { grep -q "COLO-GUEST-READY" "$1" 2>/dev/null; }
 
@@ -222,7 +224,7 @@ start_daemon() {
 cmd_start() {
   [ "$(id -u)" -eq 0 ] || die "needs root (network namespace, taps)"
   if [ -f "$dir/primary.pid" ] && alive "$dir/primary.pid"; then die "already running ($dir); stop it first"; fi
-  ip netns list | grep -qw "$ns" && die "namespace $ns exists; run: $0 stop --name $name"
+  has_namespace && die "namespace $ns exists; run: $0 stop --name $name"
   guest="$("$here/build-guest.sh")"
   if [ "$builtin" -eq 0 ] && [ ! -f "$dll" ] && [ -z "${COLO_COMPARE_DLL:-}" ]; then
     log "building the daemon"
@@ -236,6 +238,10 @@ cmd_start() {
     qemu_bin="$(command -v qemu-system-x86_64)"
   fi
 
+  # Reuse only a folder a pair made (or an empty one): COLO_PAIR_DIR could name anything.
+  if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/daemon-extra.args" ]; then
+    die "$dir exists and is not a pair's state folder; choose another COLO_PAIR_DIR"
+  fi
   rm -rf "$dir"
   mkdir -p "$dir"
   : > "$dir/daemon-extra.args"
@@ -310,7 +316,7 @@ cmd_stop() {
   stop_pid "$dir/secondary.pid"
   stop_pid "$dir/daemon.pid"
   stop_pid "$dir/primary.pid"
-  if ip netns list | grep -qw "$ns"; then ip netns del "$ns"; fi
+  if has_namespace; then ip netns del "$ns"; fi
   rm -f "$dir"/*.sock
   log "stopped (logs kept in $dir)"
 }
