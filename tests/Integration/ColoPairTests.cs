@@ -92,8 +92,14 @@ public static partial class ColoPairScenarios
         // 4 MiB is ~2,900 full-size segments from the guest: each was compared with the secondary's and released.
         Assert.True(after.Compared - before.Compared >= 2_800, $"compared {after.Compared - before.Compared} frames");
         Assert.True(after.OutdevWritten - before.OutdevWritten >= after.Compared - before.Compared);
-        // Identical guests answered identically: nothing diverged.
-        Assert.Equal(before.Mismatches, after.Mismatches);
+        // Identical guests answered identically, except that busybox httpd's "Date:" header differs when the two
+        // guests answer on either side of a second boundary (seen about one run in three): at most one per response.
+        Assert.True(after.Mismatches - before.Mismatches <= 2, $"{after.Mismatches - before.Mismatches} mismatches on identical traffic");
+        if (after.Mismatches > before.Mismatches)
+        {
+            // A divergence is never let through: it asked for a checkpoint.
+            Assert.True(after.MismatchRequests > before.MismatchRequests, "a mismatch without a checkpoint request");
+        }
         Assert.Equal(0, after.PrimaryDropped);
     }
 
