@@ -19,33 +19,23 @@ public sealed class ColoPairSerial
     public const string Name = "COLO pair";
 }
 
-/// <summary>One pair shared by the tests that leave it as they found it (traffic, divergence).</summary>
-public sealed class SharedColoPair : IAsyncLifetime
+/// <summary>One pair shared by the tests of a class that leave it as they found it (traffic, divergence).</summary>
+public abstract class SharedPair<TPair> : IAsyncLifetime
+    where TPair : IColoPair
 {
-    private readonly StringBuilder _log = new();
+    public TPair Pair { get; private set; } = default!;
 
-    public ColoPair Pair { get; private set; } = null!;
-
-    public string Log
-    {
-        get
-        {
-            lock (_log)
-            {
-                return _log.ToString();
-            }
-        }
-    }
-
-    public async Task InitializeAsync() => Pair = await ColoPair.StartAsync(log: line =>
-    {
-        lock (_log)
-        {
-            _log.AppendLine(line);
-        }
-    });
+    public async Task InitializeAsync() => Pair = await StartAsync();
 
     public async Task DisposeAsync() => await Pair.DisposeAsync();
+
+    protected abstract Task<TPair> StartAsync();
+}
+
+/// <summary>The pair in processes (colo-pair.sh).</summary>
+public sealed class SharedColoPair : SharedPair<ColoPair>
+{
+    protected override Task<ColoPair> StartAsync() => ColoPair.StartAsync();
 }
 
 [Collection(ColoPairSerial.Name)]
@@ -149,22 +139,7 @@ public static partial class ColoPairScenarios
     public static async Task<string> EchoAsync(Socket socket, string line)
     {
         using var cts = new CancellationTokenSource(Timeout);
-        byte[] sent = Encoding.ASCII.GetBytes(line);
-        await socket.SendAsync(sent, SocketFlags.None, cts.Token);
-        byte[] received = new byte[sent.Length];
-        int total = 0;
-        while (total < received.Length)
-        {
-            int n = await socket.ReceiveAsync(received.AsMemory(total), SocketFlags.None, cts.Token);
-            if (n == 0)
-            {
-                throw new IOException($"echo connection closed after {total} of {received.Length} bytes");
-            }
-
-            total += n;
-        }
-
-        return Encoding.ASCII.GetString(received);
+        return await TcpEcho.RoundTripAsync(socket, line, cts.Token);
     }
 
     [GeneratedRegex(@"^primary [0-9a-f]{32}\n$")]

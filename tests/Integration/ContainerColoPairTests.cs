@@ -1,25 +1,12 @@
-using System.Text;
 using ColoChardev.Testbed;
 using Xunit.Abstractions;
 
 namespace ColoChardev.Integration;
 
 /// <summary>One pair whose QEMUs run in containers (Testcontainers, local image, --network none).</summary>
-public sealed class SharedContainerColoPair : IAsyncLifetime
+public sealed class SharedContainerColoPair : SharedPair<ContainerColoPair>
 {
-    private readonly StringBuilder _log = new();
-
-    public ContainerColoPair Pair { get; private set; } = null!;
-
-    public async Task InitializeAsync() => Pair = await ContainerColoPair.StartAsync(line =>
-    {
-        lock (_log)
-        {
-            _log.AppendLine(line);
-        }
-    });
-
-    public async Task DisposeAsync() => await Pair.DisposeAsync();
+    protected override Task<ContainerColoPair> StartAsync() => ContainerColoPair.StartAsync();
 }
 
 /// <summary>The traffic and divergence tests again, with both QEMUs inside containers started through Testcontainers.</summary>

@@ -222,37 +222,10 @@ public sealed class ColoPair : IColoPair
     private Task<(int Code, string Output)> ScriptResultAsync(string command) =>
         RunScriptAsync(_env, [command, "--name", Name]);
 
-    private static Task<(int Code, string Output)> RunScriptAsync(IReadOnlyDictionary<string, string> environment, IEnumerable<string> arguments) =>
-        RunAsync("bash", [RepositoryPaths.Script("qemu", "colo-pair.sh"), .. arguments], environment);
-
-    private static async Task<(int Code, string Output)> RunAsync(string file, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
+    private static async Task<(int Code, string Output)> RunScriptAsync(IReadOnlyDictionary<string, string> environment, IEnumerable<string> arguments)
     {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        foreach ((string key, string value) in environment ?? new Dictionary<string, string>())
-        {
-            info.Environment[key] = value;
-        }
-
-        using Process process = Process.Start(info) ?? throw new InvalidOperationException(file + " did not start");
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(ScriptTimeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', info.ArgumentList)} ran past {ScriptTimeout}");
-        }
-
-        return (process.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
+        ProcessResult result = await ExternalProcess.RunAsync("bash", [RepositoryPaths.Script("qemu", "colo-pair.sh"), .. arguments], ScriptTimeout, environment).ConfigureAwait(false);
+        return (result.ExitCode, result.Output);
     }
 
     private static Dictionary<string, string> ReadEnv(string path)

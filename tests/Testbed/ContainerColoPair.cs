@@ -71,7 +71,7 @@ public sealed class ContainerColoPair : IColoPair
             ["COLO_COMPARE_DLL"] = DaemonProcess.AssemblyPath,
             ["COLO_SUMMARY_INTERVAL"] = "1",
         };
-        string image = (await RunCheckedAsync("bash", [RepositoryPaths.Script("qemu", "build-qemu-image.sh")], env, stdoutOnly: true).ConfigureAwait(false)).Trim().Split('\n')[^1];
+        string image = (await RunCheckedAsync("bash", [RepositoryPaths.Script("qemu", "build-qemu-image.sh")], env).ConfigureAwait(false)).Trim().Split('\n')[^1];
         string[] primaryArgs = await QemuArgsAsync("primary", name, env).ConfigureAwait(false);
         string[] secondaryArgs = await QemuArgsAsync("secondary", name, env).ConfigureAwait(false);
         string[] daemonArgs = await QemuArgsAsync("daemon", name, env).ConfigureAwait(false);
@@ -261,37 +261,12 @@ public sealed class ContainerColoPair : IColoPair
     private static async Task<string[]> QemuArgsAsync(string vm, string name, Dictionary<string, string> env)
     {
         var withVm = new Dictionary<string, string>(env) { ["COLO_VM"] = vm };
-        string output = await RunCheckedAsync("bash", [RepositoryPaths.Script("qemu", "colo-pair.sh"), "qemu-args", "--name", name], withVm, stdoutOnly: true).ConfigureAwait(false);
+        string output = await RunCheckedAsync("bash", [RepositoryPaths.Script("qemu", "colo-pair.sh"), "qemu-args", "--name", name], withVm).ConfigureAwait(false);
         return output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
     }
 
-    private static async Task<string> RunCheckedAsync(string file, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, bool stdoutOnly = false)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        foreach ((string key, string value) in environment ?? new Dictionary<string, string>())
-        {
-            info.Environment[key] = value;
-        }
-
-        using Process process = Process.Start(info) ?? throw new InvalidOperationException(file + " did not start");
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(Timeout);
-        await process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
-        string output = await stdout.ConfigureAwait(false);
-        string errors = await stderr.ConfigureAwait(false);
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{file} {string.Join(' ', info.ArgumentList)} failed ({process.ExitCode}): {output}{errors}");
-        }
-
-        return stdoutOnly ? output : output + errors;
-    }
+    private static Task<string> RunCheckedAsync(string file, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null) =>
+        ExternalProcess.RunCheckedAsync(file, arguments, Timeout, environment);
 
     /// <summary>Ready once a file (a QEMU serial log) contains a marker.</summary>
     private sealed class FileContains(string path, string marker) : IWaitUntil

@@ -54,27 +54,8 @@ public sealed class NetworkNamespace(string name)
     /// <summary>Runs a command inside the namespace (<c>ip netns exec</c>), bounded in time; returns exit code and output.</summary>
     public async Task<(int ExitCode, string Output)> RunAsync(TimeSpan timeout, string file, params string[] arguments)
     {
-        var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string argument in (string[])["netns", "exec", Name, file, .. arguments])
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        using Process process = Process.Start(info) ?? throw new InvalidOperationException("ip did not start");
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', arguments)} in namespace {Name} ran past {timeout}");
-        }
-
-        return (process.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
+        ProcessResult result = await ExternalProcess.RunAsync("ip", ["netns", "exec", Name, file, .. arguments], timeout).ConfigureAwait(false);
+        return (result.ExitCode, result.Output);
     }
 
     /// <summary><paramref name="busybox"/> ping from inside the namespace; returns the replies received.</summary>

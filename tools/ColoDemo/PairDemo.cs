@@ -53,7 +53,7 @@ internal static partial class PairDemo
             {
                 watch.Restart();
                 string line = $"hello {i}\n";
-                string back = await EchoAsync(echo, line, cts.Token);
+                string back = await TcpEcho.RoundTripAsync(echo, line, cts.Token);
                 rtts.Add(watch.Elapsed.TotalMilliseconds);
                 ok &= back == line;
             }
@@ -143,26 +143,6 @@ internal static partial class PairDemo
         }
 
         return lines;
-    }
-
-    private static async Task<string> EchoAsync(Socket socket, string line, CancellationToken cancellationToken)
-    {
-        byte[] sent = Encoding.ASCII.GetBytes(line);
-        await socket.SendAsync(sent, SocketFlags.None, cancellationToken);
-        byte[] received = new byte[sent.Length];
-        int total = 0;
-        while (total < received.Length)
-        {
-            int n = await socket.ReceiveAsync(received.AsMemory(total), SocketFlags.None, cancellationToken);
-            if (n == 0)
-            {
-                break;
-            }
-
-            total += n;
-        }
-
-        return Encoding.ASCII.GetString(received, 0, total);
     }
 
     [GeneratedRegex(@"T(?<time>\d\d:\d\d:\d\d\.\d+) \w+: checkpoints\[20[68]\] (?<what>checkpoint (requested over QMP \([^)]*\)|completed \([^)]*\) after \d+ ms))")]

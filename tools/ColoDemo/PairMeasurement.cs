@@ -82,26 +82,13 @@ internal static class PairMeasurement
         var rtts = new List<double>(echoes);
         using (Socket echo = await pair.ClientNamespace.ConnectTcpAsync(new IPEndPoint(pair.GuestAddress, 7), cts.Token))
         {
-            byte[] line = Encoding.ASCII.GetBytes("ping 0123456789\n");
-            byte[] back = new byte[line.Length];
+            const string line = "ping 0123456789\n";
             for (int i = 0; i < echoes; i++)
             {
                 var watch = Stopwatch.StartNew();
-                await echo.SendAsync(line, SocketFlags.None, cts.Token);
-                int total = 0;
-                while (total < back.Length)
-                {
-                    int n = await echo.ReceiveAsync(back.AsMemory(total), SocketFlags.None, cts.Token);
-                    if (n == 0)
-                    {
-                        throw new IOException("echo connection closed");
-                    }
-
-                    total += n;
-                }
-
+                string back = await TcpEcho.RoundTripAsync(echo, line, cts.Token);
                 rtts.Add(watch.Elapsed.TotalMilliseconds);
-                intact &= back.AsSpan().SequenceEqual(line);
+                intact &= back == line;
             }
         }
 
