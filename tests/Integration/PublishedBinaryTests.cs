@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using ColoChardev.Testbed;
 
 namespace ColoChardev.Integration;
 
@@ -15,37 +15,16 @@ public sealed class PublishedBinaryTests : IDisposable
         }
     }
 
-    private static string RepositoryRoot()
-    {
-        string? directory = AppContext.BaseDirectory;
-        while (directory is not null && !File.Exists(Path.Combine(directory, "ColoChardev.sln")))
-        {
-            directory = Path.GetDirectoryName(directory);
-        }
-
-        return directory ?? throw new InvalidOperationException("ColoChardev.sln not found above " + AppContext.BaseDirectory);
-    }
-
     private static async Task<(int Code, string Output)> RunAsync(string file, params string[] arguments)
     {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
-
-        using Process process = Process.Start(info)!;
-        Task<string> output = process.StandardOutput.ReadToEndAsync();
-        Task<string> error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await output + await error);
+        ProcessResult result = await ExternalProcess.RunAsync(file, arguments, TimeSpan.FromMinutes(5));
+        return (result.ExitCode, result.Output);
     }
 
     [Fact]
     public async Task The_published_binary_prints_usage_and_refuses_a_bad_argument_with_exit_code_2()
     {
-        string project = Path.Combine(RepositoryRoot(), "src", "ColoCompareDaemon");
+        string project = Path.Combine(RepositoryPaths.Root, "src", "ColoCompareDaemon");
         (int published, string log) = await RunAsync("dotnet", "publish", project, "-c", "Release", "-o", _output, "-nologo", "-v", "quiet");
         Assert.True(published == 0, log);
         string binary = Path.Combine(_output, "colo-compare");
