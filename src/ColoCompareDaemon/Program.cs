@@ -11,8 +11,20 @@ public static class Program
     /// <summary>Exit code for a bad command line, as the usage text promises.</summary>
     public const int ExitUsage = 2;
 
+    /// <summary>.NET's switch that runs socket completions on the epoll thread instead of handing them to the thread pool.</summary>
+    public const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     public static async Task<int> Main(string[] args)
     {
+        // Before any socket exists (.NET reads it once, when the first socket operation starts its epoll engine).
+        // Our continuations never block: the readers run the engine under a short lock and hand released frames to the
+        // outdev writer, which continues in place. Completing inline saves two thread hand-offs per batch: issue 7
+        // measured 16-19 % less CPU per frame and a ~30 % lower median latency. An operator's own setting wins.
+        if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null)
+        {
+            Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
+        }
+
         using var interrupted = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {

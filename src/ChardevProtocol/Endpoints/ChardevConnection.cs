@@ -26,8 +26,8 @@ public sealed class ChardevConnection : IAsyncDisposable
         Socket = socket;
         ChardevEndpointOptions options = endpoint.Options;
         _stream = new NetworkStream(socket, ownsSocket: true);
-        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(bufferSize: options.ReceiveBufferSize, minimumReadSize: Math.Min(4096, options.ReceiveBufferSize), leaveOpen: true));
-        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: options.SendBufferSize, leaveOpen: true));
+        Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(endpoint.PipeMemory, bufferSize: options.ReceiveBufferSize, minimumReadSize: Math.Min(4096, options.ReceiveBufferSize), leaveOpen: true));
+        Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(endpoint.PipeMemory, minimumBufferSize: options.SendBufferSize, leaveOpen: true));
         Reader = new ChardevFrameReader(Input, options.VnetHdrSupport, endpoint.Name, endpoint.Statistics, options.FramePool);
         Writer = new ChardevFrameWriter(Output, options.VnetHdrSupport, endpoint.Statistics);
     }

@@ -26,6 +26,8 @@ public sealed class ChardevEndpoint : IAsyncDisposable
         Spec = spec;
         Options = options ?? new ChardevEndpointOptions();
         _logger = logger ?? NullLogger.Instance;
+        // One connection at a time: a reader's segments (a frame may span two) and a writer's batch fit in a few blocks.
+        PipeMemory = new ReusableMemoryPool(Math.Max(Options.ReceiveBufferSize, Options.SendBufferSize), maxKept: 8);
     }
 
     /// <summary>The spec this endpoint was opened from.</summary>
@@ -33,6 +35,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 
     /// <summary>Framing and buffering options.</summary>
     public ChardevEndpointOptions Options { get; }
+
+    /// <summary>The blocks this endpoint's connections read into and write from.</summary>
+    internal ReusableMemoryPool PipeMemory { get; }
 
     /// <summary>Counters over every connection of this endpoint.</summary>
     public ChardevStatistics Statistics { get; } = new();

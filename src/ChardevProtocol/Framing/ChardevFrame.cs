@@ -42,6 +42,15 @@ public readonly struct ChardevFrame : IDisposable
         return new ChardevFrame(buffer, pool, length, vnetHdrLen);
     }
 
+    /// <summary>Copies <paramref name="payload"/> into a buffer rented from <paramref name="pool"/>.</summary>
+    public static ChardevFrame Rent(ReadOnlySpan<byte> payload, uint vnetHdrLen, ArrayPool<byte> pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        byte[] buffer = pool.Rent(payload.Length);
+        payload.CopyTo(buffer);
+        return new ChardevFrame(buffer, pool, payload.Length, vnetHdrLen);
+    }
+
     /// <summary>Copies <paramref name="payload"/> into a buffer rented from <see cref="FrameBufferPool.Shared"/>.</summary>
     public static ChardevFrame Rent(ReadOnlySpan<byte> payload, uint vnetHdrLen)
     {

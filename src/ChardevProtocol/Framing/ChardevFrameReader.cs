@@ -112,24 +112,53 @@ public sealed class ChardevFrameReader
     private bool DecodeAvailable(in ReadResult result, List<ChardevFrame> frames)
     {
         ReadOnlySequence<byte> buffer = result.Buffer;
+        int headerLength = ChardevFraming.HeaderLength(_vnetHdrSupport);
         long added = 0;
         long bytes = 0;
         long zeroLength = 0;
         while (true)
         {
-            FrameReadStatus status = FrameDecoder.TryReadFrame(ref buffer, _vnetHdrSupport, out FrameHeader header, out ReadOnlySequence<byte> payload);
-            if (status == FrameReadStatus.Complete)
+            // Fast path: the frames that lie whole in the first segment, read from its span.
+            ReadOnlySpan<byte> span = buffer.FirstSpan;
+            int consumed = 0;
+            FrameReadStatus status;
+            FrameHeader header;
+            while ((status = FrameDecoder.TryReadFrame(span[consumed..], _vnetHdrSupport, out header, out int frameLength)) == FrameReadStatus.Complete)
             {
                 if (header.Length == 0)
                 {
                     zeroLength++;
-                    continue;
+                }
+                else
+                {
+                    frames.Add(ChardevFrame.Rent(span.Slice(consumed + headerLength, (int)header.Length), header.VnetHdrLen, _pool));
+                    added++;
+                    bytes += header.Length;
                 }
 
-                frames.Add(ChardevFrame.Rent(payload, header.VnetHdrLen, _pool));
-                added++;
-                bytes += header.Length;
-                continue;
+                consumed += frameLength;
+            }
+
+            buffer = buffer.Slice(consumed);
+            if (status == FrameReadStatus.Incomplete && !buffer.IsSingleSegment)
+            {
+                // A frame (or its header) split across segments.
+                status = FrameDecoder.TryReadFrame(ref buffer, _vnetHdrSupport, out header, out ReadOnlySequence<byte> payload);
+                if (status == FrameReadStatus.Complete)
+                {
+                    if (header.Length == 0)
+                    {
+                        zeroLength++;
+                    }
+                    else
+                    {
+                        frames.Add(ChardevFrame.Rent(payload, header.VnetHdrLen, _pool));
+                        added++;
+                        bytes += header.Length;
+                    }
+
+                    continue;
+                }
             }
 
             if (status == FrameReadStatus.Oversized)

@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 
 namespace ColoChardev.ChardevProtocol.Framing;
 
@@ -42,6 +43,7 @@ public sealed class ChardevFrameWriter
     /// Sends every buffered frame. Returns false when the connection is gone (the frames of this batch may
     /// not have reached the peer).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // no allocation when the send completes later
     public async ValueTask<bool> FlushAsync(CancellationToken cancellationToken = default)
     {
         long frames = _unflushedFrames;

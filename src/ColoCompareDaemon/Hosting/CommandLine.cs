@@ -98,7 +98,7 @@ public static class CommandLine
                     CheckQmp(option, secondaryQmp);
                     break;
                 case "--summary-interval":
-                    summary = TimeSpan.FromSeconds(Number(option, Value(), 0, 86_400));
+                    summary = Seconds(option, Value(), 0, 86_400);
                     break;
                 case "--outdev-backlog-mb":
                     backlog = Number(option, Value(), 1, 1 << 20) * 1024L * 1024;
@@ -362,6 +362,13 @@ public static class CommandLine
         long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long value) && value >= min && value <= max
             ? value
             : throw new FormatException($"'{name}={text}' must be a whole number from {min} to {max}");
+
+    /// <summary>Seconds, with a fraction allowed (e.g. 0.25), down to a millisecond.</summary>
+    private static TimeSpan Seconds(string name, string text, double min, double max) =>
+        double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value) && value >= min && value <= max
+            && (value == 0 || value >= 0.001)
+            ? TimeSpan.FromMilliseconds(Math.Round(value * 1000))
+            : throw new FormatException($"'{name}={text}' must be a number of seconds from {min} to {max} (fractions down to 0.001 allowed)");
 
     private static bool Boolean(string name, string text) => text switch
     {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
@@ -11,20 +12,28 @@ namespace ColoChardev.Daemon.Hosting;
 /// <summary>
 /// One compared NIC at run time: its endpoints, its engine, and the loops around them. primary_in and secondary_in are
 /// read continuously, whatever the comparison or outdev do (a stalled reader stalls QEMU's main loop); the engine runs
-/// under a lock, in the reading thread; released frames go through a bounded backlog to the outdev writer.
+/// under a lock, in the reading thread; released frames go through a bounded backlog to the outdev writer, handed
+/// over a batch at a time (what one engine call released), so the hot path costs a list append per frame.
 /// </summary>
 internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 {
+    /// <summary>Empty batch lists kept for reuse (a backlog of this many batches costs no allocation when it drains).</summary>
+    private const int SpareBatchesKept = 1024;
     private readonly NicConfiguration _configuration;
     private readonly ILogger _logger;
     private readonly Lock _engineLock = new();
     private readonly CompareEngine _engine;
     private readonly ICheckpointRequester _requester;
-    private readonly Channel<ChardevFrame> _outQueue = Channel.CreateUnbounded<ChardevFrame>(new UnboundedChannelOptions { SingleReader = true });
+    // AllowSynchronousContinuations: a waiting outdev writer continues inside PublishReleased (under the engine lock,
+    // so batches stay in release order) and sends at once; a send that would block returns to the caller at once.
+    private readonly Channel<List<ChardevFrame>> _outQueue = Channel.CreateUnbounded<List<ChardevFrame>>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
+    private readonly ConcurrentQueue<List<ChardevFrame>> _spareBatches = new();
     private readonly long _backlogLimit;
     private readonly List<Task> _loops = [];
     private Task _writer = Task.CompletedTask;
     private long _backlogBytes;
+    private List<ChardevFrame> _releasing = new(256); // guarded by _engineLock
+    private long _releasingBytes; // guarded by _engineLock
     private long _outdevWritten;
     private long _outdevDropped;
     private long _outdevLost;
@@ -104,6 +113,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         lock (_engineLock)
         {
             _engine.OnCheckpointCompleted(Environment.TickCount64);
+            PublishReleased();
         }
     }
 
@@ -113,6 +123,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         lock (_engineLock)
         {
             _engine.OnFailover(Environment.TickCount64);
+            PublishReleased();
         }
     }
 
@@ -123,6 +134,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         lock (_engineLock)
         {
             _engine.OnShutdown(Environment.TickCount64);
+            PublishReleased();
         }
 
         _outQueue.Writer.TryComplete();
@@ -149,11 +161,14 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             Notify.Dispose();
         }
 
-        while (_outQueue.Reader.TryRead(out ChardevFrame frame))
+        while (_outQueue.Reader.TryRead(out List<ChardevFrame>? batch))
         {
             // Released but never written (outdev was gone at shutdown): counted, not silently lost.
-            Interlocked.Increment(ref _outdevLost);
-            frame.Dispose();
+            Interlocked.Add(ref _outdevLost, batch.Count);
+            foreach (ChardevFrame frame in batch)
+            {
+                frame.Dispose();
+            }
         }
     }
 
@@ -165,15 +180,16 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             + $"mismatches tcp {c.MismatchesBy(CompareProtocol.Tcp)} udp {c.MismatchesBy(CompareProtocol.Udp)} icmp {c.MismatchesBy(CompareProtocol.Icmp)} other {c.MismatchesBy(CompareProtocol.Other)}, "
             + $"checkpoint requests {c.CheckpointRequests} (mismatch {c.CheckpointRequestsBy(CheckpointReason.Mismatch)}, timeout {c.CheckpointRequestsBy(CheckpointReason.PrimaryTimeout) + c.CheckpointRequestsBy(CheckpointReason.SecondaryTimeout)}, "
             + $"queue {c.CheckpointRequestsBy(CheckpointReason.QueueFull) + c.CheckpointRequestsBy(CheckpointReason.QueueBudget)}; unsent {CheckpointsUnsent}), checkpoints {c.CheckpointsCompleted}; "
-            + $"outdev written {OutdevWritten}, backlog {BacklogBytes} bytes, dropped {OutdevDropped}, lost {OutdevLost}";
+            + $"outdev written {OutdevWritten}, backlog {BacklogBytes} bytes, dropped {OutdevDropped}, lost {OutdevLost}; "
+            + $"process allocated {GC.GetTotalAllocatedBytes(precise: true)} bytes, gc {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}";
     }
 
+    /// <summary>Called by the engine, under the engine lock: the frame joins the batch the next <see cref="PublishReleased"/> hands over.</summary>
     void ICompareActions.Release(ChardevFrame frame, ReleaseReason reason)
     {
-        long held = Interlocked.Add(ref _backlogBytes, frame.Length);
+        long held = Volatile.Read(ref _backlogBytes) + _releasingBytes + frame.Length;
         if (held > _backlogLimit)
         {
-            Interlocked.Add(ref _backlogBytes, -frame.Length);
             long dropped = Interlocked.Increment(ref _outdevDropped);
             if ((dropped & (dropped - 1)) == 0)
             {
@@ -185,12 +201,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             return;
         }
 
-        if (!_outQueue.Writer.TryWrite(frame))
-        {
-            Interlocked.Add(ref _backlogBytes, -frame.Length);
-            Interlocked.Increment(ref _outdevDropped);
-            frame.Dispose();
-        }
+        _releasing.Add(frame);
+        _releasingBytes += frame.Length;
     }
 
     void ICompareActions.Drop(ChardevFrame frame, PacketSide side, DropReason reason) => frame.Dispose();
@@ -205,6 +217,33 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             {
                 DaemonLog.CheckpointUnsent(_logger, Id, reason, count);
             }
+        }
+    }
+
+    /// <summary>Hands what the last engine call released to the outdev writer. Call under the engine lock.</summary>
+    private void PublishReleased()
+    {
+        if (_releasing.Count == 0)
+        {
+            return;
+        }
+
+        List<ChardevFrame> batch = _releasing;
+        Interlocked.Add(ref _backlogBytes, _releasingBytes);
+        _releasing = _spareBatches.TryDequeue(out List<ChardevFrame>? spare) ? spare : new List<ChardevFrame>(256);
+        _releasingBytes = 0;
+        if (!_outQueue.Writer.TryWrite(batch))
+        {
+            // Only after shutdown completed the queue: nothing will write these any more.
+            Interlocked.Add(ref _outdevLost, batch.Count);
+            long bytes = 0;
+            foreach (ChardevFrame frame in batch)
+            {
+                bytes += frame.Length;
+                frame.Dispose();
+            }
+
+            Interlocked.Add(ref _backlogBytes, -bytes);
         }
     }
 
@@ -227,6 +266,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
                     _engine.OnSecondary(frame, now);
                 }
             }
+
+            PublishReleased();
         }
     }
 
@@ -240,6 +281,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
                 lock (_engineLock)
                 {
                     _engine.OnTick(Environment.TickCount64);
+                    PublishReleased();
                 }
             }
         }
@@ -250,7 +292,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
     private async Task WriteOutdevAsync(CancellationToken stopping)
     {
-        ChannelReader<ChardevFrame> queue = _outQueue.Reader;
+        ChannelReader<List<ChardevFrame>> queue = _outQueue.Reader;
         bool first = true;
         while (!queue.Completion.IsCompleted)
         {
@@ -288,22 +330,27 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     }
 
     /// <summary>Writes released frames until the queue completes (true) or the connection fails (false).</summary>
-    private async Task<bool> PumpAsync(ChardevConnection connection, ChannelReader<ChardevFrame> queue)
+    private async Task<bool> PumpAsync(ChardevConnection connection, ChannelReader<List<ChardevFrame>> queue)
     {
         // Not cancelled by shutdown: the queue completes instead, after the final release, so everything is written.
         while (await queue.WaitToReadAsync().ConfigureAwait(false))
         {
             long batch = 0;
             long bytes = 0;
-            while (queue.TryRead(out ChardevFrame frame))
+            while (bytes < 256 * 1024 && queue.TryRead(out List<ChardevFrame>? released))
             {
-                connection.Writer.Write(frame);
-                batch++;
-                bytes += frame.Length;
-                frame.Dispose();
-                if (bytes >= 256 * 1024)
+                foreach (ChardevFrame frame in released)
                 {
-                    break;
+                    connection.Writer.Write(frame);
+                    bytes += frame.Length;
+                    frame.Dispose();
+                }
+
+                batch += released.Count;
+                released.Clear();
+                if (_spareBatches.Count < SpareBatchesKept)
+                {
+                    _spareBatches.Enqueue(released);
                 }
             }
 

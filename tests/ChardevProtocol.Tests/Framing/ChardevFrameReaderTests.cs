@@ -93,6 +93,58 @@ public class ChardevFrameReaderTests
             iter: 300);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Frames_spanning_many_small_pipe_segments_come_out_whole_and_an_oversized_one_after_them_is_reported(bool vnet)
+    {
+        // Tiny segments: the reader's span fast path ends at every segment edge and the sequence path takes the
+        // frame that crosses it; the oversized header is found by whichever path reaches it.
+        var pipe = new Pipe(new PipeOptions(minimumSegmentSize: 16, pauseWriterThreshold: 0));
+        var reader = new ChardevFrameReader(pipe.Reader, vnet, "tiny", new ChardevStatistics());
+        byte[][] payloads = [.. Enumerable.Range(1, 40).Select(i => Enumerable.Range(0, (i * 37) % 90 + 1).Select(b => (byte)(b + i)).ToArray())];
+        foreach (byte[] payload in payloads)
+        {
+            await pipe.Writer.WriteAsync(Frame(payload, vnet, (uint)payload.Length));
+        }
+
+        byte[] oversized = new byte[vnet ? 8 : 4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(oversized, ChardevFraming.MaxPayloadLength + 1);
+        await pipe.Writer.WriteAsync(oversized);
+        await pipe.Writer.CompleteAsync();
+        var got = new List<ChardevFrame>();
+        ChardevFrameTooLargeException error = await Assert.ThrowsAsync<ChardevFrameTooLargeException>(async () =>
+        {
+            while (await reader.ReadBatchAsync(got))
+            {
+            }
+        });
+        Assert.Contains("tiny", error.Message, StringComparison.Ordinal);
+        Assert.Equal(payloads.Length, got.Count);
+        for (int i = 0; i < payloads.Length; i++)
+        {
+            Assert.Equal(payloads[i], got[i].Payload.ToArray());
+            Assert.Equal(vnet ? (uint)payloads[i].Length : 0u, got[i].VnetHdrLen);
+            got[i].Dispose();
+        }
+    }
+
+    [Fact]
+    public void The_span_decoder_reads_complete_frames_and_consumes_nothing_otherwise()
+    {
+        byte[] stream = [.. Frame([1, 2, 3], vnet: true, vnetHdrLen: 7), .. Frame([9], vnet: true)];
+        Assert.Equal(FrameReadStatus.Complete, FrameDecoder.TryReadFrame(stream, true, out FrameHeader header, out int length));
+        Assert.Equal((3u, 7u, 11), (header.Length, header.VnetHdrLen, length));
+        Assert.Equal(FrameReadStatus.Complete, FrameDecoder.TryReadFrame(stream.AsSpan(length), true, out header, out int second));
+        Assert.Equal((1u, 9), (header.Length, second));
+        Assert.Equal(FrameReadStatus.Incomplete, FrameDecoder.TryReadFrame(stream.AsSpan(0, 10), true, out _, out int none));
+        Assert.Equal(0, none);
+        Assert.Equal(FrameReadStatus.Incomplete, FrameDecoder.TryReadFrame(stream.AsSpan(0, 7), true, out _, out _));
+        byte[] huge = [0, 0x01, 0x10, 0x01];
+        Assert.Equal(FrameReadStatus.Oversized, FrameDecoder.TryReadFrame(huge, false, out header, out _));
+        Assert.Equal(0x011001u, header.Length);
+    }
+
     [Fact]
     public void Random_chunking_of_the_pure_decoder_matches_the_frames()
     {

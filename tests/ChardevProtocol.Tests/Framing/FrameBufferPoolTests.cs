@@ -8,10 +8,18 @@ public class FrameBufferPoolTests
     [InlineData(0, 64)]
     [InlineData(1, 64)]
     [InlineData(64, 64)]
-    [InlineData(65, 128)]
-    [InlineData(1454, 2048)]
-    [InlineData(69632, 131072)]
-    public void Rent_gives_the_power_of_two_size_class_of_the_request(int request, int expected)
+    [InlineData(65, 96)]
+    [InlineData(96, 96)]
+    [InlineData(97, 128)]
+    [InlineData(129, 192)]
+    [InlineData(1454, 1536)]
+    [InlineData(1526, 1536)]
+    [InlineData(1537, 2048)]
+    [InlineData(2049, 3072)]
+    [InlineData(69632, 98304)]
+    [InlineData(98305, 131072)]
+    [InlineData(131072, 131072)]
+    public void Rent_gives_the_smallest_size_class_that_holds_the_request(int request, int expected)
     {
         var pool = new FrameBufferPool();
         Assert.Equal(expected, pool.Rent(request).Length);
@@ -58,6 +66,7 @@ public class FrameBufferPoolTests
     {
         var pool = new FrameBufferPool();
         pool.Return(new byte[100]);
+        pool.Return(new byte[1500]);
         pool.Return(new byte[32]);
         pool.Return(new byte[256 * 1024]);
         Assert.Equal(0, pool.RetainedCount);

@@ -78,6 +78,28 @@ public class CommandLineTests
     }
 
     [Theory]
+    [InlineData("0", 0)]
+    [InlineData("60", 60_000)]
+    [InlineData("0.25", 250)]
+    [InlineData("1.5", 1_500)]
+    public void The_summary_interval_takes_seconds_with_a_fraction(string seconds, int milliseconds)
+    {
+        DaemonConfiguration c = Parse("--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3", "--summary-interval", seconds);
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), c.SummaryInterval);
+    }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("0.0001")]
+    [InlineData("1e3")]
+    [InlineData("soon")]
+    [InlineData("86401")]
+    public void A_bad_summary_interval_is_refused_with_its_range(string seconds)
+    {
+        Assert.Contains($"'--summary-interval={seconds}' must be a number of seconds from 0 to 86400", Error("--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3", "--summary-interval", seconds), StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("'--colour'", "--colour")]
     [InlineData("needs a value", "--qmp")]
     [InlineData("nothing to compare", "--summary-interval", "5")]
