@@ -29,7 +29,8 @@ internal static class Usage
                                  after each outdev connection re-create the primary's filter-redirector ID (the one
                                  reading outdev) before ID2 over --qmp: QEMU up to 10.2 stops reading it for good
                                  after its peer left once
-          --summary-interval S   log a one-line summary every S seconds (default 60, 0 for never; fractions like 0.25 allowed)
+          --summary-interval S   log a one-line summary every S seconds (default 60, 0 for never, fractions
+                                 such as 0.25 allowed)
           --outdev-backlog-mb N  released frames held for a slow or absent outdev (default 64); more are dropped and counted
           --queue-budget-mb N    bytes queued for comparison over all flows (default 64)
           --compare-ipv6 on|off, --compare-vlan on|off
