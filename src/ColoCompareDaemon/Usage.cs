@@ -29,6 +29,9 @@ internal static class Usage
                                  after each outdev connection re-create the primary's filter-redirector ID (the one
                                  reading outdev) before ID2 over --qmp: QEMU up to 10.2 stops reading it for good
                                  after its peer left once
+          --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1;
+                                 0.0.0.0 for every interface): frames, releases, drops, mismatches and checkpoint
+                                 requests by reason, queues, flows, endpoints; labelled per NIC, never per flow
           --summary-interval S   log a one-line summary every S seconds (default 60, 0 for never, fractions
                                  such as 0.25 allowed)
           --outdev-backlog-mb N  released frames held for a slow or absent outdev (default 64); more are dropped and counted

@@ -16,6 +16,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 {
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _peerSlot = new(1, 1);
+    private int _connected;
     private readonly Lock _gate = new();
     private Socket? _listener;
     private bool _disposed;
@@ -35,6 +36,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 
     /// <summary>Framing and buffering options.</summary>
     public ChardevEndpointOptions Options { get; }
+
+    /// <summary>Whether a peer is connected now (a connection was handed out and is not yet disposed).</summary>
+    public bool IsConnected => Volatile.Read(ref _connected) == 1;
 
     /// <summary>The blocks this endpoint's connections read into and write from.</summary>
     internal ReusableMemoryPool PipeMemory { get; }
@@ -135,7 +139,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                 ChardevLog.Connected(_logger, Name, Spec.Address, Statistics.Connections);
             }
 
-            return new ChardevConnection(this, socket, peer);
+            var connection = new ChardevConnection(this, socket, peer);
+            Volatile.Write(ref _connected, 1);
+            return connection;
         }
         catch
         {
@@ -211,7 +217,11 @@ public sealed class ChardevEndpoint : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
-    internal void ReleasePeerSlot() => _peerSlot.Release();
+    internal void ReleasePeerSlot()
+    {
+        Volatile.Write(ref _connected, 0);
+        _peerSlot.Release();
+    }
 
     private async ValueTask<(Socket Socket, string Peer)> AcceptAsync(CancellationToken cancellationToken)
     {

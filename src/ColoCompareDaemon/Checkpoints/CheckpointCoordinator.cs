@@ -42,6 +42,9 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private long _requestsCoalesced;
     private long _checkpointsObserved;
 
+    /// <summary>Checkpoints seen over QMP, from the primary's STOP to the point where the queues were flushed (seconds).</summary>
+    public BucketHistogram CheckpointSeconds { get; } = new(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30);
+
     public CheckpointCoordinator(string? primaryAddress, string? secondaryAddress, ILoggerFactory loggers)
     {
         _primaryAddress = primaryAddress;
@@ -414,7 +417,9 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         }
 
         string what = (requested ? "requested, " : "periodic, ") + kind;
-        long milliseconds = (long)Stopwatch.GetElapsedTime(_stoppedAt).TotalMilliseconds;
+        TimeSpan stopped = Stopwatch.GetElapsedTime(_stoppedAt);
+        CheckpointSeconds.Record(stopped.TotalSeconds);
+        long milliseconds = (long)stopped.TotalMilliseconds;
         DaemonLog.CheckpointCompleted(_logger, what, milliseconds);
     }
 

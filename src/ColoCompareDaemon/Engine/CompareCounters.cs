@@ -52,6 +52,12 @@ public sealed class CompareCounters
     /// <summary>Flows forgotten after closing or idling.</summary>
     public long FlowsExpired { get; internal set; }
 
+    /// <summary>
+    /// How long released primary frames waited in their queue (the engine's millisecond clock, so a frame released
+    /// within the same millisecond counts as 0).
+    /// </summary>
+    public BucketHistogram QueuedSeconds { get; } = new(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10);
+
     /// <summary>Primary frames released without comparison (every release reason except <see cref="ReleaseReason.Matched"/>).</summary>
     public long PrimaryReleasedUncompared => PrimaryReleased - _releasedBy[(int)ReleaseReason.Matched];
 

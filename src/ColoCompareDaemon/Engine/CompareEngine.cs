@@ -539,6 +539,7 @@ public sealed partial class CompareEngine
     private void ReleasePrimaryAt(Flow flow, int index, ReleaseReason reason)
     {
         ChardevFrame frame = flow.Primary[index].Frame;
+        Counters.QueuedSeconds.Record((_nowMs - flow.Primary[index].ArrivalMs) / 1000.0);
         flow.Primary.RemoveAt(index);
         Counters.PrimaryQueued--;
         Counters.QueuedBytes -= frame.Length;

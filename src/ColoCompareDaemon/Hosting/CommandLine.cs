@@ -48,6 +48,7 @@ public static class CommandLine
         string? secondaryQmp = null;
         TimeSpan summary = TimeSpan.FromSeconds(60);
         long backlog = 64L * 1024 * 1024;
+        MetricsEndpoint? metrics = null;
         LogLevel logLevel = LogLevel.Information;
         bool compareIpv6 = true;
         bool compareVlan = true;
@@ -99,6 +100,9 @@ public static class CommandLine
                     break;
                 case "--summary-interval":
                     summary = Seconds(option, Value(), 0, 86_400);
+                    break;
+                case "--metrics":
+                    metrics = MetricsEndpoint.Parse(option, Value());
                     break;
                 case "--outdev-backlog-mb":
                     backlog = Number(option, Value(), 1, 1 << 20) * 1024L * 1024;
@@ -213,6 +217,7 @@ public static class CommandLine
             SecondaryQmp = secondaryQmp,
             SummaryInterval = summary,
             OutdevBacklogBytes = backlog,
+            Metrics = metrics,
             LogLevel = logLevel,
         };
     }

@@ -17,6 +17,8 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     private readonly List<ComparedNic> _nics = [];
     private CheckpointCoordinator? _coordinator;
     private Task _summary = Task.CompletedTask;
+    private DaemonMetrics? _metrics;
+    private Prometheus.MetricServer? _metricServer;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -37,6 +39,13 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
         }
 
         _coordinator.Start(_stopping.Token);
+        if (configuration.Metrics is MetricsEndpoint metrics)
+        {
+            _metrics = new DaemonMetrics(_nics, _coordinator.CheckpointSeconds);
+            _metricServer = MetricsExport.Start(metrics);
+            DaemonLog.MetricsListening(_logger, metrics.Url);
+        }
+
         if (configuration.SummaryInterval > TimeSpan.Zero)
         {
             _summary = Task.Run(() => SummarizeAsync(_stopping.Token), CancellationToken.None);
@@ -67,6 +76,13 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_metricServer is not null)
+        {
+            await _metricServer.StopAsync().ConfigureAwait(false);
+            _metricServer.Dispose();
+        }
+
+        _metrics?.Dispose();
         foreach (ComparedNic nic in _nics)
         {
             await nic.DisposeAsync().ConfigureAwait(false);

@@ -39,6 +39,37 @@ public sealed record DaemonConfiguration
     /// <summary>Released frames held for a disconnected or slow outdev before further ones are dropped (and counted).</summary>
     public long OutdevBacklogBytes { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>Where the Prometheus scrape endpoint listens (<c>--metrics</c>); null for nowhere.</summary>
+    public MetricsEndpoint? Metrics { get; init; }
+
     /// <summary>Minimum log level.</summary>
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Information;
+}
+
+/// <summary>The Prometheus scrape endpoint's address: <c>http://Host:Port/metrics</c>.</summary>
+public sealed record MetricsEndpoint(string Host, int Port)
+{
+    /// <summary>
+    /// <c>PORT</c> (on loopback) or <c>HOST:PORT</c>; HOST is an IPv4 address, a bracketed IPv6 address, <c>localhost</c>,
+    /// or <c>0.0.0.0</c> / <c>*</c> for every interface.
+    /// </summary>
+    public static MetricsEndpoint Parse(string option, string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        int colon = text.LastIndexOf(':');
+        string host = colon < 0 ? "127.0.0.1" : text[..colon];
+        string port = colon < 0 ? text : text[(colon + 1)..];
+        bool hostOk = host is "localhost" or "*" or "0.0.0.0"
+            || (host.StartsWith('[') && host.EndsWith(']') && System.Net.IPAddress.TryParse(host[1..^1], out _))
+            || (System.Net.IPAddress.TryParse(host, out System.Net.IPAddress? address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork);
+        if (!hostOk || !int.TryParse(port, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int number) || number is < 1 or > 65535)
+        {
+            throw new FormatException($"'{option}={text}' must be PORT or HOST:PORT (HOST an IPv4 address, [IPv6], localhost, or 0.0.0.0 for every interface; PORT 1-65535)");
+        }
+
+        return new MetricsEndpoint(host is "0.0.0.0" or "*" ? "+" : host, number);
+    }
+
+    /// <summary>The URL scrapers use (with 0.0.0.0 shown for every interface).</summary>
+    public string Url => $"http://{(Host == "+" ? "0.0.0.0" : Host)}:{Port}/metrics";
 }

@@ -57,6 +57,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 217, Level = LogLevel.Error, Message = "{Loop} failed unexpectedly; restarting it")]
     public static partial void LoopFailed(ILogger logger, string loop, Exception exception);
 
+    [LoggerMessage(EventId = 218, Level = LogLevel.Information, Message = "metrics: Prometheus scrape endpoint at {Url}")]
+    public static partial void MetricsListening(ILogger logger, string url);
+
     [LoggerMessage(EventId = 214, Level = LogLevel.Information, Message = "stopping: {Released} queued primary frames released, {Written} frames written to outdev on the way out")]
     public static partial void Stopped(ILogger logger, long released, long written);
 }

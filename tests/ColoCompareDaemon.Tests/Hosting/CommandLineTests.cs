@@ -89,6 +89,31 @@ public class CommandLineTests
     }
 
     [Theory]
+    [InlineData("9100", "127.0.0.1", 9100, "http://127.0.0.1:9100/metrics")]
+    [InlineData("0.0.0.0:9100", "+", 9100, "http://0.0.0.0:9100/metrics")]
+    [InlineData("*:9100", "+", 9100, "http://0.0.0.0:9100/metrics")]
+    [InlineData("localhost:1", "localhost", 1, "http://localhost:1/metrics")]
+    [InlineData("[::1]:65535", "[::1]", 65535, "http://[::1]:65535/metrics")]
+    public void The_metrics_address_is_a_port_or_host_and_port(string text, string host, int port, string url)
+    {
+        DaemonConfiguration c = Parse("--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3", "--metrics", text);
+        Assert.Equal(new MetricsEndpoint(host, port), c.Metrics);
+        Assert.Equal(url, c.Metrics!.Url);
+        Assert.Null(Parse("--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3").Metrics);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("65536")]
+    [InlineData("example.org:9100")]
+    [InlineData("::1:9100")]
+    [InlineData("10.0.0.1:")]
+    public void A_bad_metrics_address_is_refused_with_its_form(string text)
+    {
+        Assert.Contains($"'--metrics={text}' must be PORT or HOST:PORT", Error("--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3", "--metrics", text), StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("-1")]
     [InlineData("0.0001")]
     [InlineData("1e3")]
