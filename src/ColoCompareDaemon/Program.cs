@@ -38,6 +38,13 @@ public static class Program
     public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
+        if (args.Count == 2 && args[0] is "status" or "stats")
+        {
+            // The control socket speaks QMP's shape: the QMP tool runs its query and prints the reply.
+            string query = args[0] == "status" ? "query-status" : "query-stats";
+            return await Tools.QmpTool.QueryAsync($"unix:{args[1]}", query, output, error, cancellationToken).ConfigureAwait(false);
+        }
+
         if (args.Count > 0 && args[0] == "qmp")
         {
             return await Tools.QmpTool.RunAsync(args.Skip(1).ToArray(), output, error, cancellationToken).ConfigureAwait(false);
@@ -51,7 +58,16 @@ public static class Program
                 return ExitUsage;
             }
 
-            return await Hosting.DaemonHost.RunAsync(configuration!).ConfigureAwait(false);
+            try
+            {
+                return await Hosting.DaemonHost.RunAsync(configuration!).ConfigureAwait(false);
+            }
+            catch (InvalidOperationException e) when (e.Message.StartsWith("--", StringComparison.Ordinal))
+            {
+                // An option whose address cannot be used (--control, --metrics): one clear line, no stack trace.
+                error.WriteLine($"colo-compare: {e.Message}");
+                return 1;
+            }
         }
 
         return Run(args, output, error);

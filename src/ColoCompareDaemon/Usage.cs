@@ -29,6 +29,8 @@ internal static class Usage
                                  after each outdev connection re-create the primary's filter-redirector ID (the one
                                  reading outdev) before ID2 over --qmp: QEMU up to 10.2 stops reading it for good
                                  after its peer left once
+          --control PATH         a control socket (Unix, mode 0600, QMP-shaped JSON lines): colo-compare status|stats
+                                 PATH, and qom-set of compare_timeout, expired_scan_cycle, max_queue_size at run time
           --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1;
                                  0.0.0.0 for every interface): frames, releases, drops, mismatches and checkpoint
                                  requests by reason, queues, flows, endpoints; labelled per NIC, never per flow
@@ -47,6 +49,9 @@ internal static class Usage
                                               run one QMP command, print the reply as one line of JSON
           colo-compare qmp ADDRESS --events [NAME...]
                                               print QMP events as JSON lines until interrupted (Ctrl-C)
+          colo-compare status PATH            a running daemon's endpoints, options, queues, last checkpoints
+          colo-compare stats PATH             its counters (PATH: its --control socket); more with
+                                              colo-compare qmp unix:PATH qom-set '{"path":"ID","property":...}'
 
         Chardev socket specs (QEMU's -chardev socket syntax):
           socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=SECONDS][,nodelay=on|off]

@@ -42,6 +42,23 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private long _requestsCoalesced;
     private long _checkpointsObserved;
 
+    private readonly Queue<(DateTimeOffset At, bool Requested, string Flushed, double Milliseconds)> _recent = new();
+
+    /// <summary>The last checkpoints seen over QMP (oldest first): when, whether we asked for it, where the queues were flushed, STOP to flush.</summary>
+    public IReadOnlyList<(DateTimeOffset At, bool Requested, string Flushed, double Milliseconds)> RecentCheckpoints
+    {
+        get
+        {
+            lock (_recent)
+            {
+                return [.. _recent];
+            }
+        }
+    }
+
+    /// <summary>Whether COLO_EXIT was seen (every NIC passes traffic through).</summary>
+    public bool FailedOver => Volatile.Read(ref _failedOver);
+
     /// <summary>Checkpoints seen over QMP, from the primary's STOP to the point where the queues were flushed (seconds).</summary>
     public BucketHistogram CheckpointSeconds { get; } = new(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30);
 
@@ -419,6 +436,15 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         string what = (requested ? "requested, " : "periodic, ") + kind;
         TimeSpan stopped = Stopwatch.GetElapsedTime(_stoppedAt);
         CheckpointSeconds.Record(stopped.TotalSeconds);
+        lock (_recent)
+        {
+            _recent.Enqueue((DateTimeOffset.UtcNow, requested, kind, stopped.TotalMilliseconds));
+            while (_recent.Count > 10)
+            {
+                _recent.Dequeue();
+            }
+        }
+
         long milliseconds = (long)stopped.TotalMilliseconds;
         DaemonLog.CheckpointCompleted(_logger, what, milliseconds);
     }

@@ -14,7 +14,7 @@ namespace ColoChardev.Daemon.Engine;
 /// </remarks>
 public sealed partial class CompareEngine
 {
-    private readonly CompareOptions _options;
+    private CompareOptions _options;
     private readonly ICompareActions _actions;
     private readonly Dictionary<FlowId, Flow> _flows = [];
     private readonly List<Flow> _flowList = [];
@@ -46,6 +46,28 @@ public sealed partial class CompareEngine
 
     /// <summary>The options in force.</summary>
     public CompareOptions Options => _options;
+
+    /// <summary>
+    /// Changes the options at run time (QEMU allows compare_timeout, expired_scan_cycle and max_queue_size through
+    /// qom-set). Queued packets stay; the new limits apply from the next packet and the next scan. Returns null, or
+    /// the sentence that says why <paramref name="options"/> is refused (nothing changes then).
+    /// </summary>
+    public string? UpdateOptions(CompareOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Validate() is string problem)
+        {
+            return problem;
+        }
+
+        if (options.VnetHdrSupport != _options.VnetHdrSupport)
+        {
+            return "vnet_hdr_support cannot change at run time: it is the framing of the connected chardevs";
+        }
+
+        _options = options;
+        return null;
+    }
 
     /// <summary>True after <see cref="OnFailover"/>: every primary frame passes straight through.</summary>
     public bool IsFailedOver { get; private set; }

@@ -49,6 +49,7 @@ public static class CommandLine
         TimeSpan summary = TimeSpan.FromSeconds(60);
         long backlog = 64L * 1024 * 1024;
         MetricsEndpoint? metrics = null;
+        string? control = null;
         LogLevel logLevel = LogLevel.Information;
         bool compareIpv6 = true;
         bool compareVlan = true;
@@ -100,6 +101,14 @@ public static class CommandLine
                     break;
                 case "--summary-interval":
                     summary = Seconds(option, Value(), 0, 86_400);
+                    break;
+                case "--control":
+                    control = Value();
+                    if (control.Length == 0 || control.Length > 107)
+                    {
+                        throw new FormatException($"'--control={control}' must be a socket path of 1 to 107 bytes");
+                    }
+
                     break;
                 case "--metrics":
                     metrics = MetricsEndpoint.Parse(option, Value());
@@ -218,6 +227,7 @@ public static class CommandLine
             SummaryInterval = summary,
             OutdevBacklogBytes = backlog,
             Metrics = metrics,
+            ControlPath = control,
             LogLevel = logLevel,
         };
     }

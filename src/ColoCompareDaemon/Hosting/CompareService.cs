@@ -19,6 +19,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     private Task _summary = Task.CompletedTask;
     private DaemonMetrics? _metrics;
     private Prometheus.MetricServer? _metricServer;
+    private ControlServer? _control;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -44,6 +45,14 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
             _metrics = new DaemonMetrics(_nics, _coordinator.CheckpointSeconds);
             _metricServer = MetricsExport.Start(metrics);
             DaemonLog.MetricsListening(_logger, metrics.Url);
+        }
+
+        if (configuration.ControlPath is string path)
+        {
+            var control = new ControlServer(path, _nics, _coordinator, _logger);
+            control.Start();
+            _control = control;
+            DaemonLog.ControlListening(_logger, path);
         }
 
         if (configuration.SummaryInterval > TimeSpan.Zero)
@@ -83,6 +92,10 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
         }
 
         _metrics?.Dispose();
+        if (_control is not null)
+        {
+            await _control.DisposeAsync().ConfigureAwait(false);
+        }
         foreach (ComparedNic nic in _nics)
         {
             await nic.DisposeAsync().ConfigureAwait(false);

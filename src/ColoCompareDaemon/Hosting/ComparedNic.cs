@@ -17,6 +17,9 @@ namespace ColoChardev.Daemon.Hosting;
 /// </summary>
 internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 {
+    /// <summary>Checkpoint requests the status command shows.</summary>
+    private const int RecentRequestsKept = 10;
+
     /// <summary>Empty batch lists kept for reuse (a backlog of this many batches costs no allocation when it drains).</summary>
     private const int SpareBatchesKept = 1024;
     private readonly NicConfiguration _configuration;
@@ -38,6 +41,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     private long _outdevDropped;
     private long _outdevLost;
     private long _checkpointsUnsent;
+    private readonly Queue<(DateTimeOffset At, CheckpointReason Reason, string Flow, bool Sent)> _recentRequests = new(); // guarded by itself
+    private PeriodicTimer? _tick;
 
     public ComparedNic(NicConfiguration configuration, ICheckpointRequester requester, long backlogLimit, ILoggerFactory loggers)
     {
@@ -172,6 +177,77 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Sets compare_timeout, expired_scan_cycle or max_queue_size at run time (the control socket's qom-set).
+    /// Returns null, or why not.
+    /// </summary>
+    public string? SetProperty(string property, long value)
+    {
+        lock (_engineLock)
+        {
+            CompareOptions current = _engine.Options;
+            CompareOptions? changed = property switch
+            {
+                "compare_timeout" => current with { CompareTimeoutMs = value },
+                "expired_scan_cycle" => current with { ExpiredScanCycleMs = value },
+                "max_queue_size" => value is > 0 and <= int.MaxValue ? current with { MaxQueueSize = (int)value } : current with { MaxQueueSize = 0 },
+                _ => null,
+            };
+            if (changed is null)
+            {
+                return $"property '{property}' cannot be set: only compare_timeout, expired_scan_cycle and max_queue_size";
+            }
+
+            if (_engine.UpdateOptions(changed) is string problem)
+            {
+                return problem;
+            }
+
+            if (property == "expired_scan_cycle" && _tick is PeriodicTimer tick)
+            {
+                tick.Period = TickPeriod(value);
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>The options in force now.</summary>
+    public CompareOptions Options
+    {
+        get
+        {
+            lock (_engineLock)
+            {
+                return _engine.Options;
+            }
+        }
+    }
+
+    /// <summary>Whether a failover has put the NIC in pass-through.</summary>
+    public bool FailedOver
+    {
+        get
+        {
+            lock (_engineLock)
+            {
+                return _engine.IsFailedOver;
+            }
+        }
+    }
+
+    /// <summary>The last checkpoint requests, oldest first.</summary>
+    public IReadOnlyList<(DateTimeOffset At, CheckpointReason Reason, string Flow, bool Sent)> RecentCheckpointRequests
+    {
+        get
+        {
+            lock (_recentRequests)
+            {
+                return [.. _recentRequests];
+            }
+        }
+    }
+
     public string Summary()
     {
         CompareCounters c = Counters;
@@ -210,6 +286,15 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     void ICompareActions.RequestCheckpoint(CheckpointReason reason, FlowKey flow)
     {
         bool sent = Notify is not null ? Notify.RequestCheckpoint() : _requester.RequestCheckpoint(this, reason, flow);
+        lock (_recentRequests)
+        {
+            _recentRequests.Enqueue((DateTimeOffset.UtcNow, reason, flow.ToString(), sent));
+            while (_recentRequests.Count > RecentRequestsKept)
+            {
+                _recentRequests.Dequeue();
+            }
+        }
+
         if (!sent)
         {
             long count = Interlocked.Increment(ref _checkpointsUnsent);
@@ -247,6 +332,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
+    private static TimeSpan TickPeriod(long expiredScanCycleMs) => TimeSpan.FromMilliseconds(Math.Clamp(expiredScanCycleMs / 4, 5, 100));
+
     private Task Run(string name, Func<Task> loop, CancellationToken stopping) =>
         SupervisedLoop.Start($"colo-compare '{Id}' {name}", loop, _logger, stopping);
 
@@ -273,7 +360,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
     private async Task TickAsync(CancellationToken stopping)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(_configuration.Compare.ExpiredScanCycleMs / 4, 5, 100)));
+        using var timer = new PeriodicTimer(TickPeriod(_configuration.Compare.ExpiredScanCycleMs));
+        _tick = timer;
         try
         {
             while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))

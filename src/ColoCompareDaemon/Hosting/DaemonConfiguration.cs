@@ -39,6 +39,9 @@ public sealed record DaemonConfiguration
     /// <summary>Released frames held for a disconnected or slow outdev before further ones are dropped (and counted).</summary>
     public long OutdevBacklogBytes { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>The control socket's path (<c>--control</c>); null for none.</summary>
+    public string? ControlPath { get; init; }
+
     /// <summary>Where the Prometheus scrape endpoint listens (<c>--metrics</c>); null for nowhere.</summary>
     public MetricsEndpoint? Metrics { get; init; }
 

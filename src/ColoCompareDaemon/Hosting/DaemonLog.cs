@@ -57,6 +57,15 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 217, Level = LogLevel.Error, Message = "{Loop} failed unexpectedly; restarting it")]
     public static partial void LoopFailed(ILogger logger, string loop, Exception exception);
 
+    [LoggerMessage(EventId = 219, Level = LogLevel.Information, Message = "control socket at {Path} (QMP-shaped JSON lines; colo-compare status|stats {Path})")]
+    public static partial void ControlListening(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 220, Level = LogLevel.Debug, Message = "control socket: a client left ({Reason})")]
+    public static partial void ControlClientClosed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "colo-compare '{Nic}': {Property} set to {Value} over the control socket")]
+    public static partial void PropertySet(ILogger logger, string nic, string property, long value);
+
     [LoggerMessage(EventId = 218, Level = LogLevel.Information, Message = "metrics: Prometheus scrape endpoint at {Url}")]
     public static partial void MetricsListening(ILogger logger, string url);
 

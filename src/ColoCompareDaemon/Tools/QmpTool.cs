@@ -71,6 +71,38 @@ internal static class QmpTool
         }
     }
 
+    /// <summary>
+    /// <c>colo-compare status|stats PATH</c>: one query on the daemon's control socket (QMP's shape), its return value
+    /// printed as indented JSON.
+    /// </summary>
+    public static async Task<int> QueryAsync(string address, string command, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using QmpClient client = await QmpClient.ConnectAsync(QmpEndpoint.Parse(address), cancellationToken: cancellationToken).ConfigureAwait(false);
+            JsonElement result = await client.ExecuteAsync(command, cancellationToken: cancellationToken).ConfigureAwait(false);
+            output.WriteLine(JsonSerializer.Serialize(result, Indented));
+            return 0;
+        }
+        catch (FormatException e)
+        {
+            error.WriteLine($"colo-compare: {e.Message}");
+            return Program.ExitUsage;
+        }
+        catch (QmpException e)
+        {
+            error.WriteLine($"colo-compare: {e.Message}");
+            return ExitFailed;
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            error.WriteLine($"colo-compare: cannot connect to the control socket {address[5..]}: {e.Message} (is the daemon running with --control?)");
+            return ExitFailed;
+        }
+    }
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
     private static async Task<int> ExecuteAsync(QmpClient client, string command, JsonObject? arguments, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         try

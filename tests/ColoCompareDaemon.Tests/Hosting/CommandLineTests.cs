@@ -143,6 +143,7 @@ public class CommandLineTests
     [InlineData("before=REDIRECTOR", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2", "--outdev", "tcp:127.0.0.1:3", "--qmp", "unix:/q", "--restore-redirector", "redire0")]
     [InlineData("--qmp: ", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2", "--outdev", "tcp:127.0.0.1:3", "--qmp", "udp:1")]
     [InlineData("'--log-level'", "--log-level", "loud")]
+    [InlineData("'--control=' must be a socket path of 1 to 107 bytes", "--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2", "--outdev", "tcp:127.0.0.1:3", "--control", "")]
     public void A_bad_command_line_gets_one_sentence_naming_what_is_wrong(string named, params string[] args)
     {
         Assert.Contains(named, Error(args), StringComparison.Ordinal);

@@ -1,0 +1,450 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using ColoChardev.ChardevProtocol.Endpoints;
+using ColoChardev.Daemon.Checkpoints;
+using ColoChardev.Daemon.Engine;
+using Microsoft.Extensions.Logging;
+
+namespace ColoChardev.Daemon.Hosting;
+
+/// <summary>
+/// The control socket (<c>--control PATH</c>): a Unix socket, only for the daemon's own user (mode 0600), speaking
+/// QMP's shape in JSON lines, so any QMP client (ours: <c>colo-compare status|stats|qmp</c>) works: a greeting,
+/// <c>qmp_capabilities</c>, then <c>{"execute": ..., "arguments": ..., "id": ...}</c> answered by <c>return</c> or
+/// <c>error</c>. Commands: <c>query-status</c> (endpoints, options, failover, last checkpoints),
+/// <c>query-stats</c> (every counter), <c>qom-set</c> of compare_timeout, expired_scan_cycle and max_queue_size
+/// (path: the colo-compare object's id), <c>query-commands</c>. A bad line gets an error and the connection stays.
+/// </summary>
+internal sealed class ControlServer : IAsyncDisposable
+{
+    /// <summary>Longest request line accepted; a longer one closes the connection.</summary>
+    private const int MaxLineBytes = 64 * 1024;
+    private static readonly string[] Commands = ["qmp_capabilities", "query-commands", "query-status", "query-stats", "qom-set"];
+    private readonly string _path;
+    private readonly IReadOnlyList<ComparedNic> _nics;
+    private readonly CheckpointCoordinator _coordinator;
+    private readonly ILogger _logger;
+    private readonly Socket _listener;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Task> _clients = [];
+    private Task _accepting = Task.CompletedTask;
+
+    public ControlServer(string path, IReadOnlyList<ComparedNic> nics, CheckpointCoordinator coordinator, ILogger logger)
+    {
+        _path = path;
+        _nics = nics;
+        _coordinator = coordinator;
+        _logger = logger;
+        if (UnixSocketFile.Exists(path))
+        {
+            File.Delete(path); // a socket left by an earlier daemon; any other file makes Bind below fail
+        }
+
+        _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            _listener.Bind(new UnixDomainSocketEndPoint(path));
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+
+            _listener.Listen(8);
+        }
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
+        {
+            _listener.Dispose();
+            throw new InvalidOperationException($"--control {path}: cannot listen there ({e.Message})", e);
+        }
+    }
+
+    public void Start() => _accepting = AcceptAsync(_stopping.Token);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _listener.Dispose();
+        try
+        {
+            await _accepting.ConfigureAwait(false);
+            Task[] clients;
+            lock (_clients)
+            {
+                clients = [.. _clients];
+            }
+
+            await Task.WhenAll(clients).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException or SocketException or ObjectDisposedException)
+        {
+        }
+
+        if (UnixSocketFile.Exists(_path))
+        {
+            File.Delete(_path);
+        }
+
+        _stopping.Dispose();
+    }
+
+    private async Task AcceptAsync(CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _listener.AcceptAsync(stopping).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+
+            Task serving = Task.Run(() => ServeAsync(client, stopping), CancellationToken.None);
+            lock (_clients)
+            {
+                _clients.RemoveAll(t => t.IsCompleted);
+                _clients.Add(serving);
+            }
+        }
+    }
+
+    private async Task ServeAsync(Socket socket, CancellationToken stopping)
+    {
+        using (socket)
+        await using (var stream = new NetworkStream(socket, ownsSocket: false))
+        {
+            var reader = new StreamReader(stream, Encoding.UTF8);
+            try
+            {
+                await WriteAsync(stream, Greeting(), stopping).ConfigureAwait(false);
+                bool negotiated = false;
+                while (true)
+                {
+                    string? line = await ReadLineAsync(reader, stopping).ConfigureAwait(false);
+                    if (line is null)
+                    {
+                        return;
+                    }
+
+                    if (line.Length == 0)
+                    {
+                        continue;
+                    }
+
+                    byte[] reply = Handle(line, ref negotiated);
+                    await WriteAsync(stream, reply, stopping).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
+            {
+                DaemonLog.ControlClientClosed(_logger, e.Message);
+            }
+        }
+    }
+
+    private static async Task<string?> ReadLineAsync(StreamReader reader, CancellationToken stopping)
+    {
+        var line = new StringBuilder();
+        char[] one = new char[1];
+        while (true)
+        {
+            int read = await reader.ReadAsync(one.AsMemory(), stopping).ConfigureAwait(false);
+            if (read == 0)
+            {
+                return line.Length > 0 ? line.ToString() : null;
+            }
+
+            if (one[0] == '\n')
+            {
+                return line.ToString().TrimEnd('\r');
+            }
+
+            if (line.Length >= MaxLineBytes)
+            {
+                throw new InvalidDataException($"a request line longer than {MaxLineBytes} bytes");
+            }
+
+            line.Append(one[0]);
+        }
+    }
+
+    private static async Task WriteAsync(NetworkStream stream, byte[] json, CancellationToken stopping)
+    {
+        await stream.WriteAsync(json, stopping).ConfigureAwait(false);
+        await stream.WriteAsync("\r\n"u8.ToArray(), stopping).ConfigureAwait(false);
+    }
+
+    private static byte[] Greeting()
+    {
+        Version version = typeof(ControlServer).Assembly.GetName().Version ?? new Version(0, 0, 0);
+        return Json(w =>
+        {
+            w.WriteStartObject("QMP");
+            w.WriteStartObject("version");
+            w.WriteStartObject("qemu"); // QMP's shape, so QMP clients accept the greeting; the numbers are ours
+            w.WriteNumber("major", version.Major);
+            w.WriteNumber("minor", version.Minor);
+            w.WriteNumber("micro", Math.Max(0, version.Build));
+            w.WriteEndObject();
+            w.WriteString("package", "colo-compare");
+            w.WriteEndObject();
+            w.WriteStartArray("capabilities");
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
+    }
+
+    private byte[] Handle(string line, ref bool negotiated)
+    {
+        JsonElement id = default;
+        try
+        {
+            using JsonDocument request = JsonDocument.Parse(line);
+            JsonElement root = request.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("execute", out JsonElement execute) || execute.ValueKind != JsonValueKind.String)
+            {
+                return Error(default, "GenericError", "expected {\"execute\": COMMAND, \"arguments\": {...}}");
+            }
+
+            if (root.TryGetProperty("id", out JsonElement given))
+            {
+                id = given.Clone();
+            }
+
+            string command = execute.GetString()!;
+            JsonElement arguments = root.TryGetProperty("arguments", out JsonElement a) ? a : default;
+            if (!negotiated && command != "qmp_capabilities")
+            {
+                return Error(id, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'");
+            }
+
+            switch (command)
+            {
+                case "qmp_capabilities":
+                    negotiated = true;
+                    return Return(id, EmptyObject);
+                case "query-commands":
+                    return Return(id, w =>
+                    {
+                        w.WriteStartArray();
+                        foreach (string name in Commands)
+                        {
+                            w.WriteStartObject();
+                            w.WriteString("name", name);
+                            w.WriteEndObject();
+                        }
+
+                        w.WriteEndArray();
+                    });
+                case "query-status":
+                    return Return(id, WriteStatus);
+                case "query-stats":
+                    return Return(id, WriteStats);
+                case "qom-set":
+                    return QomSet(id, arguments);
+                default:
+                    return Error(id, "CommandNotFound", $"The command {command} has not been found");
+            }
+        }
+        catch (JsonException e)
+        {
+            return Error(id, "GenericError", $"JSON parse error: {e.Message}");
+        }
+    }
+
+    private byte[] QomSet(JsonElement id, JsonElement arguments)
+    {
+        if (arguments.ValueKind != JsonValueKind.Object
+            || !arguments.TryGetProperty("path", out JsonElement path) || path.ValueKind != JsonValueKind.String
+            || !arguments.TryGetProperty("property", out JsonElement property) || property.ValueKind != JsonValueKind.String
+            || !arguments.TryGetProperty("value", out JsonElement value))
+        {
+            return Error(id, "GenericError", "qom-set needs arguments {\"path\": OBJECT-ID, \"property\": NAME, \"value\": NUMBER}");
+        }
+
+        string target = path.GetString()!.TrimStart('/');
+        target = target.StartsWith("objects/", StringComparison.Ordinal) ? target["objects/".Length..] : target;
+        ComparedNic? nic = _nics.FirstOrDefault(n => n.Id == target);
+        if (nic is null)
+        {
+            return Error(id, "DeviceNotFound", $"Device '{path.GetString()}' not found (colo-compare objects: {string.Join(", ", _nics.Select(n => n.Id))})");
+        }
+
+        long number;
+        if (value.ValueKind == JsonValueKind.Number ? !value.TryGetInt64(out number)
+            : value.ValueKind != JsonValueKind.String || !long.TryParse(value.GetString(), NumberStyles.None, CultureInfo.InvariantCulture, out number))
+        {
+            return Error(id, "GenericError", $"Parameter 'value' expects a whole number, got {value.GetRawText()}");
+        }
+
+        if (nic.SetProperty(property.GetString()!, number) is string problem)
+        {
+            return Error(id, "GenericError", problem);
+        }
+
+        string name = property.GetString()!;
+        DaemonLog.PropertySet(_logger, nic.Id, name, number);
+        return Return(id, EmptyObject);
+    }
+
+    private static void EmptyObject(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteEndObject();
+    }
+
+    private void WriteStatus(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteBoolean("failed-over", _coordinator.FailedOver);
+        w.WriteStartArray("nics");
+        foreach (ComparedNic nic in _nics)
+        {
+            Engine.CompareOptions options = nic.Options;
+            w.WriteStartObject();
+            w.WriteString("id", nic.Id);
+            w.WriteBoolean("passing-through", nic.FailedOver);
+            w.WriteNumber("compare_timeout", options.CompareTimeoutMs);
+            w.WriteNumber("expired_scan_cycle", options.ExpiredScanCycleMs);
+            w.WriteNumber("max_queue_size", options.MaxQueueSize);
+            w.WriteBoolean("vnet_hdr_support", options.VnetHdrSupport);
+            w.WriteStartObject("endpoints");
+            foreach ((string name, ChardevProtocol.Endpoints.ChardevEndpoint? endpoint) in new[] { ("primary_in", nic.PrimaryIn), ("secondary_in", nic.SecondaryIn), ("outdev", nic.OutDev), ("notify_dev", nic.Notify?.Endpoint) })
+            {
+                if (endpoint is null)
+                {
+                    continue;
+                }
+
+                w.WriteStartObject(name);
+                w.WriteString("address", endpoint.Spec.Address);
+                w.WriteBoolean("server", endpoint.Spec.Server);
+                w.WriteBoolean("connected", endpoint.IsConnected);
+                w.WriteNumber("connections", endpoint.Statistics.Connections);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndObject();
+            CompareCounters c = nic.Counters;
+            w.WriteStartObject("queued");
+            w.WriteNumber("primary", c.PrimaryQueued);
+            w.WriteNumber("secondary", c.SecondaryQueued);
+            w.WriteNumber("bytes", c.QueuedBytes);
+            w.WriteNumber("flows", c.Flows);
+            w.WriteNumber("outdev-backlog-bytes", nic.BacklogBytes);
+            w.WriteEndObject();
+            w.WriteStartArray("checkpoint-requests");
+            foreach ((DateTimeOffset at, CheckpointReason reason, string flow, bool sent) in nic.RecentCheckpointRequests)
+            {
+                w.WriteStartObject();
+                w.WriteString("at", at);
+                w.WriteString("reason", reason.ToString());
+                w.WriteString("flow", flow);
+                w.WriteBoolean("sent", sent);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteStartArray("checkpoints");
+        foreach ((DateTimeOffset at, bool requested, string flushed, double milliseconds) in _coordinator.RecentCheckpoints)
+        {
+            w.WriteStartObject();
+            w.WriteString("at", at);
+            w.WriteBoolean("requested", requested);
+            w.WriteString("flushed", flushed);
+            w.WriteNumber("stopped-ms", Math.Round(milliseconds, 1));
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private void WriteStats(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteStartArray("nics");
+        foreach (ComparedNic nic in _nics)
+        {
+            CompareCounters c = nic.Counters;
+            w.WriteStartObject();
+            w.WriteString("id", nic.Id);
+            w.WriteNumber("primary-in", c.PrimaryAccepted);
+            w.WriteNumber("secondary-in", c.SecondaryAccepted);
+            w.WriteNumber("released", c.PrimaryReleased);
+            w.WriteNumber("outdev-written", nic.OutdevWritten);
+            w.WriteNumber("outdev-dropped", nic.OutdevDropped);
+            w.WriteNumber("outdev-lost", nic.OutdevLost);
+            Map(w, "released-by", Enum.GetValues<ReleaseReason>().Select(r => (r.ToString(), c.ReleasedBy(r))));
+            Map(w, "primary-dropped-by", Enum.GetValues<DropReason>().Select(r => (r.ToString(), c.PrimaryDroppedBy(r))));
+            Map(w, "secondary-dropped-by", Enum.GetValues<DropReason>().Select(r => (r.ToString(), c.SecondaryDroppedBy(r))));
+            Map(w, "mismatches", Enum.GetValues<CompareProtocol>().Select(p => (p.ToString(), c.MismatchesBy(p))));
+            Map(w, "checkpoint-requests", Enum.GetValues<CheckpointReason>().Select(r => (r.ToString(), c.CheckpointRequestsBy(r))));
+            w.WriteNumber("checkpoint-requests-unsent", nic.CheckpointsUnsent);
+            w.WriteNumber("checkpoints", c.CheckpointsCompleted);
+            w.WriteNumber("flows", c.Flows);
+            w.WriteNumber("flows-expired", c.FlowsExpired);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private static void Map(Utf8JsonWriter w, string name, IEnumerable<(string Key, long Value)> values)
+    {
+        w.WriteStartObject(name);
+        foreach ((string key, long value) in values)
+        {
+            w.WriteNumber(key, value);
+        }
+
+        w.WriteEndObject();
+    }
+
+    private static byte[] Return(JsonElement id, Action<Utf8JsonWriter> value) => Json(w =>
+    {
+        w.WritePropertyName("return");
+        value(w);
+        WriteId(w, id);
+    });
+
+    private static byte[] Error(JsonElement id, string errorClass, string description) => Json(w =>
+    {
+        w.WriteStartObject("error");
+        w.WriteString("class", errorClass);
+        w.WriteString("desc", description);
+        w.WriteEndObject();
+        WriteId(w, id);
+    });
+
+    private static void WriteId(Utf8JsonWriter w, JsonElement id)
+    {
+        if (id.ValueKind != JsonValueKind.Undefined)
+        {
+            w.WritePropertyName("id");
+            id.WriteTo(w);
+        }
+    }
+
+    private static byte[] Json(Action<Utf8JsonWriter> body)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            body(w);
+            w.WriteEndObject();
+        }
+
+        return buffer.ToArray();
+    }
+}

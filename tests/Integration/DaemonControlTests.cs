@@ -1,0 +1,131 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using ColoChardev.Testbed;
+
+namespace ColoChardev.Integration;
+
+/// <summary>
+/// The control socket of the daemon as a real process (issue 8): <c>colo-compare status|stats PATH</c> against a
+/// running daemon, and the socket's QMP-shaped protocol spoken by hand, bad lines included.
+/// </summary>
+public sealed class DaemonControlTests : IDisposable
+{
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(120));
+    private readonly string _directory = FreePort.TempSocketDirectory();
+
+    public void Dispose()
+    {
+        _timeout.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private static byte[] Udp(string payload, byte mac = 1, ushort port = 53) =>
+        new FrameBuilder().SourceMac(mac).Ipv4("10.0.0.10", "10.0.0.1", mac).Udp(port, 40000, Encoding.ASCII.GetBytes(payload)).Build();
+
+    [Fact]
+    public async Task Status_and_stats_show_a_running_daemon_and_qom_set_changes_its_timeouts()
+    {
+        string path = Path.Combine(_directory, "control.sock");
+        await using DaemonRig rig = await DaemonRig.StartAsync(
+            vnet: false,
+            notify: true,
+            ports => DaemonRig.QemuSyntax(ports.Primary, ports.Secondary, ports.Outdev, ports.Notify, string.Empty),
+            _timeout.Token,
+            ["--control", path]);
+        await rig.Daemon.WaitForLineAsync($"control socket at {path}", TimeSpan.FromSeconds(10));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, OperatingSystem.IsWindows() ? UnixFileMode.None : File.GetUnixFileMode(path));
+
+        await rig.SendPrimaryAsync([.. Enumerable.Range(0, 10).Select(i => Udp($"answer {i}", port: (ushort)(100 + i)))]);
+        await rig.SendSecondaryAsync([.. Enumerable.Range(0, 10).Select(i => Udp($"answer {i}", mac: 2, port: (ushort)(100 + i)))]);
+        Assert.Equal(10, (await rig.ReadReleasedAsync(10)).Count);
+        await rig.SendPrimaryAsync(Udp("primary says", port: 7));
+        await rig.SendSecondaryAsync(Udp("second says", mac: 2, port: 7));
+        Assert.Equal("DO_CHECKPOINT", await rig.ReadNotifyAsync());
+
+        using JsonDocument stats = await CommandAsync("stats", path);
+        JsonElement nic = stats.RootElement.GetProperty("nics")[0];
+        Assert.Equal("comp0", nic.GetProperty("id").GetString());
+        Assert.Equal(11, nic.GetProperty("primary-in").GetInt64());
+        Assert.Equal(11, nic.GetProperty("secondary-in").GetInt64());
+        Assert.Equal(10, nic.GetProperty("released-by").GetProperty("Matched").GetInt64());
+        Assert.Equal(10, nic.GetProperty("outdev-written").GetInt64());
+        Assert.Equal(1, nic.GetProperty("mismatches").GetProperty("Udp").GetInt64());
+        Assert.Equal(1, nic.GetProperty("checkpoint-requests").GetProperty("Mismatch").GetInt64());
+
+        using JsonDocument status = await CommandAsync("status", path);
+        JsonElement s = status.RootElement.GetProperty("nics")[0];
+        Assert.False(status.RootElement.GetProperty("failed-over").GetBoolean());
+        Assert.Equal(3000, s.GetProperty("compare_timeout").GetInt64());
+        foreach (string endpoint in new[] { "primary_in", "secondary_in", "outdev", "notify_dev" })
+        {
+            Assert.True(s.GetProperty("endpoints").GetProperty(endpoint).GetProperty("connected").GetBoolean(), endpoint);
+        }
+
+        Assert.Equal(1, s.GetProperty("queued").GetProperty("primary").GetInt64());
+        JsonElement request = Assert.Single(s.GetProperty("checkpoint-requests").EnumerateArray());
+        Assert.Equal("Mismatch", request.GetProperty("reason").GetString());
+        Assert.Contains(":7", request.GetProperty("flow").GetString(), StringComparison.Ordinal);
+
+        // The protocol by hand: greeting, negotiation first, a bad line answered and survived, qom-set checked.
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), _timeout.Token);
+        await using var stream = new NetworkStream(socket);
+        using var reader = new StreamReader(stream);
+        async Task<JsonElement> AskAsync(string line)
+        {
+            await stream.WriteAsync(Encoding.UTF8.GetBytes(line + "\n"), _timeout.Token);
+            string reply = await reader.ReadLineAsync(_timeout.Token) ?? throw new EndOfStreamException("the control socket closed");
+            return JsonDocument.Parse(reply).RootElement.Clone();
+        }
+
+        JsonElement greeting = JsonDocument.Parse((await reader.ReadLineAsync(_timeout.Token))!).RootElement;
+        Assert.Equal("colo-compare", greeting.GetProperty("QMP").GetProperty("version").GetProperty("package").GetString());
+        Assert.Equal("CommandNotFound", (await AskAsync("""{"execute":"query-status"}""")).GetProperty("error").GetProperty("class").GetString());
+        JsonElement negotiated = await AskAsync("""{"execute":"qmp_capabilities","id":"a1"}""");
+        Assert.Equal(JsonValueKind.Object, negotiated.GetProperty("return").ValueKind);
+        Assert.Equal("a1", negotiated.GetProperty("id").GetString());
+        Assert.Contains("JSON parse error", (await AskAsync("this is not json")).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
+        Assert.Equal("CommandNotFound", (await AskAsync("""{"execute":"device_del"}""")).GetProperty("error").GetProperty("class").GetString());
+        Assert.Equal("DeviceNotFound", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"nothere","property":"compare_timeout","value":400}}""")).GetProperty("error").GetProperty("class").GetString());
+        Assert.Contains("max_queue_size=0 must be greater than 0", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"max_queue_size","value":0}}""")).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
+        Assert.Contains("whole number", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"compare_timeout","value":"soon"}}""")).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
+        Assert.True((await AskAsync("""{"execute":"qom-set","arguments":{"path":"/objects/comp0","property":"compare_timeout","value":400}}""")).TryGetProperty("return", out _));
+        Assert.True((await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"max_queue_size","value":"64"}}""")).TryGetProperty("return", out _));
+
+        using JsonDocument after = await CommandAsync("status", path);
+        JsonElement changed = after.RootElement.GetProperty("nics")[0];
+        Assert.Equal(400, changed.GetProperty("compare_timeout").GetInt64());
+        Assert.Equal(64, changed.GetProperty("max_queue_size").GetInt64());
+        await rig.Daemon.WaitForLineAsync("compare_timeout set to 400 over the control socket", TimeSpan.FromSeconds(5));
+
+        Assert.Equal(0, await rig.Daemon.StopAsync(TimeSpan.FromSeconds(20)));
+        Assert.False(File.Exists(path), "the daemon removes its control socket when it stops");
+    }
+
+    [Fact]
+    public async Task Status_without_a_daemon_says_so_and_fails()
+    {
+        ProcessResult result = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "status", Path.Combine(_directory, "nobody.sock")], TimeSpan.FromSeconds(30));
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("is the daemon running with --control?", result.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_control_path_that_cannot_be_a_socket_stops_the_daemon_with_one_line()
+    {
+        string path = Path.Combine(_directory, "a-file");
+        await File.WriteAllTextAsync(path, "not a socket");
+        await using DaemonProcess daemon = DaemonProcess.Start(["--primary-in", "tcp:127.0.0.1:1", "--secondary-in", $"tcp:127.0.0.1:{FreePort.Next()},server", "--outdev", "tcp:127.0.0.1:3", "--control", path]);
+        Assert.Equal(1, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains($"colo-compare: --control {path}: cannot listen there", daemon.Output, StringComparison.Ordinal);
+        Assert.Equal("not a socket", await File.ReadAllTextAsync(path));
+    }
+
+    private static async Task<JsonDocument> CommandAsync(string command, string path)
+    {
+        ProcessResult result = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, command, path], TimeSpan.FromSeconds(30));
+        Assert.True(result.ExitCode == 0, result.Output);
+        return JsonDocument.Parse(result.StandardOutput);
+    }
+}
