@@ -38,6 +38,12 @@ public static class Program
     public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
+        if (args.Count > 0 && args[0] is "status" or "stats" && args.Count != 2)
+        {
+            error.WriteLine($"colo-compare: {args[0]} needs one argument, the daemon's --control socket path");
+            return ExitUsage;
+        }
+
         if (args.Count == 2 && args[0] is "status" or "stats")
         {
             // The control socket speaks QMP's shape: the QMP tool runs its query and prints the reply.

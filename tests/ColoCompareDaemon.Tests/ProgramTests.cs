@@ -44,6 +44,19 @@ public class ProgramTests
         Assert.Equal("unix:/run/x.sock,server,nowait: unix /run/x.sock, server", lines[1]);
     }
 
+    [Theory]
+    [InlineData("status")]
+    [InlineData("stats", "a.sock", "b.sock")]
+    public async Task Status_and_stats_need_exactly_the_control_socket_path(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        int code = await Program.RunAsync(args, output, error);
+        Assert.Equal(Program.ExitUsage, code);
+        Assert.Empty(output.ToString());
+        Assert.Contains($"{args[0]} needs one argument, the daemon's --control socket path", error.ToString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Check_chardev_quotes_a_bad_option_and_exits_2()
     {

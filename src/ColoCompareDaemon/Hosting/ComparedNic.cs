@@ -205,7 +205,14 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
             if (property == "expired_scan_cycle" && _tick is PeriodicTimer tick)
             {
-                tick.Period = TickPeriod(value);
+                try
+                {
+                    tick.Period = TickPeriod(value);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Stopping: no scan follows anyway.
+                }
             }
 
             return null;
