@@ -29,6 +29,9 @@ internal static class Usage
                                  after each outdev connection re-create the primary's filter-redirector ID (the one
                                  reading outdev) before ID2 over --qmp: QEMU up to 10.2 stops reading it for good
                                  after its peer left once
+          --bypass RULE          pass matching flows uncompared, never a reason to checkpoint (repeatable; every NIC):
+                                 proto=tcp|udp|icmp|icmpv6|N, host=ADDRESS[/PREFIX], port=N[-M]; host and port
+                                 match either end, e.g. --bypass proto=tcp,port=3389
           --control PATH         a control socket (Unix, mode 0600, QMP-shaped JSON lines): colo-compare status|stats
                                  PATH, and qom-set of compare_timeout, expired_scan_cycle, max_queue_size at run time
           --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1;

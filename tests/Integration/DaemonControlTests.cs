@@ -104,6 +104,67 @@ public sealed class DaemonControlTests : IDisposable
     }
 
     [Fact]
+    public async Task Bypass_rules_from_the_command_line_and_the_control_socket_pass_flows_uncompared_without_checkpoints()
+    {
+        string path = Path.Combine(_directory, "control.sock");
+        await using DaemonRig rig = await DaemonRig.StartAsync(
+            vnet: false,
+            notify: true,
+            ports => DaemonRig.QemuSyntax(ports.Primary, ports.Secondary, ports.Outdev, ports.Notify, string.Empty),
+            _timeout.Token,
+            ["--control", path, "--bypass", "proto=udp,port=53"]);
+        await rig.Daemon.WaitForLineAsync($"control socket at {path}", TimeSpan.FromSeconds(10));
+
+        // Port 53 is bypassed: different answers, released at once, no checkpoint asked for.
+        byte[] dns = Udp("primary's answer", port: 53);
+        await rig.SendPrimaryAsync(dns);
+        Assert.Equal([Convert.ToHexString(dns)], await rig.ReadReleasedAsync(1));
+        await rig.SendSecondaryAsync(Udp("secondary's answer", mac: 2, port: 53));
+
+        // Port 54 is not: the same difference asks for a checkpoint.
+        await rig.SendPrimaryAsync(Udp("primary says", port: 54));
+        await rig.SendSecondaryAsync(Udp("second says", mac: 2, port: 54));
+        Assert.Equal("DO_CHECKPOINT", await rig.ReadNotifyAsync());
+        await rig.SendNotifyAsync("COLO_CHECKPOINT");
+        Assert.Single(await rig.ReadReleasedAsync(1));
+
+        // Added at run time, port 54 passes too; the rule shows in query-bypass and status; removing it is logged.
+        ProcessResult added = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "qmp", $"unix:{path}", "bypass-add", """{"path": "comp0", "rule": "port=54,proto=udp"}"""], TimeSpan.FromSeconds(30));
+        Assert.True(added.ExitCode == 0, added.Output);
+        ProcessResult twice = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "qmp", $"unix:{path}", "bypass-add", """{"path": "comp0", "rule": "proto=udp,port=54"}"""], TimeSpan.FromSeconds(30));
+        Assert.Contains("is already there", twice.StandardOutput, StringComparison.Ordinal);
+        byte[] late = Udp("primary, later", port: 54);
+        await rig.SendPrimaryAsync(late);
+        Assert.Equal([Convert.ToHexString(late)], await rig.ReadReleasedAsync(1));
+        await rig.SendSecondaryAsync(Udp("secondary, later!", mac: 2, port: 54));
+        Assert.False(await rig.AnythingReleasedAsync(0.3));
+
+        using JsonDocument status = await CommandAsync("status", path);
+        JsonElement nic = status.RootElement.GetProperty("nics")[0];
+        Assert.Equal(["proto=udp,port=53", "proto=udp,port=54"], nic.GetProperty("bypass").EnumerateArray().Select(r => r.GetString()));
+        Assert.Single(nic.GetProperty("checkpoint-requests").EnumerateArray()); // only port 54's first difference
+        using JsonDocument stats = await CommandAsync("stats", path);
+        JsonElement counts = stats.RootElement.GetProperty("nics")[0];
+        Assert.Equal(2, counts.GetProperty("released-by").GetProperty("Bypass").GetInt64());
+        Assert.Equal(2, counts.GetProperty("secondary-dropped-by").GetProperty("Bypass").GetInt64());
+        Assert.Equal(1, counts.GetProperty("mismatches").GetProperty("Udp").GetInt64());
+
+        ProcessResult removed = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "qmp", $"unix:{path}", "bypass-del", """{"path": "comp0", "rule": "proto=udp,port=54"}"""], TimeSpan.FromSeconds(30));
+        Assert.True(removed.ExitCode == 0, removed.Output);
+        await rig.Daemon.WaitForLineAsync("bypass rule removed: proto=udp,port=54", TimeSpan.FromSeconds(5));
+        ProcessResult bad = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "qmp", $"unix:{path}", "bypass-add", """{"path": "comp0", "rule": "port=99999"}"""], TimeSpan.FromSeconds(30));
+        Assert.Contains("port '99999' is not PORT or LOW-HIGH", bad.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_bypass_rule_on_the_command_line_is_refused()
+    {
+        await using DaemonProcess daemon = DaemonProcess.Start(["--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3", "--bypass", "proto=icmp,port=7"]);
+        Assert.Equal(2, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(20)));
+        Assert.Contains("bypass rule 'proto=icmp,port=7': protocol 1 has no ports", daemon.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Status_without_a_daemon_says_so_and_fails()
     {
         ProcessResult result = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "status", Path.Combine(_directory, "nobody.sock")], TimeSpan.FromSeconds(30));

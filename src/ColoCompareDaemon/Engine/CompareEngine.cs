@@ -255,6 +255,20 @@ public sealed partial class CompareEngine
         _checkpointOutstanding = false;
     }
 
+    private bool Bypassed(in FlowKey flow)
+    {
+        IReadOnlyList<BypassRule> rules = _options.Bypass;
+        for (int i = 0; i < rules.Count; i++)
+        {
+            if (rules[i].Matches(flow))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private bool Classify(ChardevFrame frame, PacketSide side, out ParsedPacket packet, out CompareProtocol protocol)
     {
         protocol = CompareProtocol.Other;
@@ -290,6 +304,11 @@ public sealed partial class CompareEngine
         if (IsLinkControl(packet))
         {
             return PassUncompared(frame, side, ReleaseReason.LinkControl, DropReason.LinkControl);
+        }
+
+        if (_options.Bypass.Count > 0 && Bypassed(packet.Flow))
+        {
+            return PassUncompared(frame, side, ReleaseReason.Bypass, DropReason.Bypass);
         }
 
         // IP fragments are compared as bytes in a flow keyed without ports (see GetFlow).

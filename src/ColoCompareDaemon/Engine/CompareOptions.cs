@@ -32,6 +32,9 @@ public sealed record CompareOptions
     /// </summary>
     public long QueueBudgetBytes { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>Flows that pass uncompared and never cause a checkpoint (<c>--bypass</c>, control socket <c>bypass-add</c>).</summary>
+    public IReadOnlyList<BypassRule> Bypass { get; init; } = [];
+
     /// <summary>A flow with nothing queued and no traffic for this long (ms) is forgotten.</summary>
     public long FlowIdleTimeoutMs { get; init; } = 120_000;
 

@@ -57,6 +57,9 @@ public enum ReleaseReason : byte
     /// <summary>Released by a checkpoint: the secondary now holds the primary's state.</summary>
     Checkpoint,
 
+    /// <summary>Its flow matches a bypass rule: released uncompared, never a reason to checkpoint.</summary>
+    Bypass,
+
     /// <summary>Released at or after failover: nothing is compared any more.</summary>
     Failover,
 
@@ -93,6 +96,9 @@ public enum DropReason : byte
 
     /// <summary>A queued secondary frame discarded by a checkpoint.</summary>
     Checkpoint,
+
+    /// <summary>A secondary frame whose flow matches a bypass rule: never compared.</summary>
+    Bypass,
 
     /// <summary>A secondary frame at or after failover.</summary>
     Failover,

@@ -50,6 +50,7 @@ public static class CommandLine
         long backlog = 64L * 1024 * 1024;
         MetricsEndpoint? metrics = null;
         string? control = null;
+        var bypass = new List<BypassRule>();
         LogLevel logLevel = LogLevel.Information;
         bool compareIpv6 = true;
         bool compareVlan = true;
@@ -101,6 +102,9 @@ public static class CommandLine
                     break;
                 case "--summary-interval":
                     summary = Seconds(option, Value(), 0, 86_400);
+                    break;
+                case "--bypass":
+                    bypass.Add(BypassRule.Parse(Value()));
                     break;
                 case "--control":
                     control = Value();
@@ -217,6 +221,12 @@ public static class CommandLine
             }
 
             nics[index] = nics[index] with { RestoreRedirector = what };
+        }
+
+        if (bypass.Count > 0)
+        {
+            // Every NIC; the control socket's bypass-add/bypass-del change one NIC's list at run time.
+            nics = [.. nics.Select(n => n with { Compare = n.Compare with { Bypass = bypass } })];
         }
 
         return new DaemonConfiguration

@@ -219,6 +219,38 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
+    /// <summary>Adds a bypass rule (from the next packet on); false when an equal rule is already there.</summary>
+    public bool AddBypass(BypassRule rule)
+    {
+        lock (_engineLock)
+        {
+            CompareOptions current = _engine.Options;
+            if (current.Bypass.Any(r => r.Text == rule.Text))
+            {
+                return false;
+            }
+
+            _engine.UpdateOptions(current with { Bypass = [.. current.Bypass, rule] });
+            return true;
+        }
+    }
+
+    /// <summary>Removes the bypass rule written <paramref name="rule"/> (canonical form); false when there is none.</summary>
+    public bool RemoveBypass(BypassRule rule)
+    {
+        lock (_engineLock)
+        {
+            CompareOptions current = _engine.Options;
+            if (!current.Bypass.Any(r => r.Text == rule.Text))
+            {
+                return false;
+            }
+
+            _engine.UpdateOptions(current with { Bypass = [.. current.Bypass.Where(r => r.Text != rule.Text)] });
+            return true;
+        }
+    }
+
     /// <summary>The options in force now.</summary>
     public CompareOptions Options
     {

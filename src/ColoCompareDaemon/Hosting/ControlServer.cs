@@ -21,7 +21,7 @@ internal sealed class ControlServer : IAsyncDisposable
 {
     /// <summary>Longest request line accepted; a longer one closes the connection.</summary>
     private const int MaxLineBytes = 64 * 1024;
-    private static readonly string[] Commands = ["qmp_capabilities", "query-commands", "query-status", "query-stats", "qom-set"];
+    private static readonly string[] Commands = ["qmp_capabilities", "query-commands", "query-status", "query-stats", "qom-set", "query-bypass", "bypass-add", "bypass-del"];
     private readonly string _path;
     private readonly IReadOnlyList<ComparedNic> _nics;
     private readonly CheckpointCoordinator _coordinator;
@@ -246,6 +246,28 @@ internal sealed class ControlServer : IAsyncDisposable
                     return Return(id, WriteStats);
                 case "qom-set":
                     return QomSet(id, arguments);
+                case "query-bypass":
+                    return Return(id, w =>
+                    {
+                        w.WriteStartArray();
+                        foreach (ComparedNic nic in _nics)
+                        {
+                            w.WriteStartObject();
+                            w.WriteString("id", nic.Id);
+                            w.WriteStartArray("rules");
+                            foreach (BypassRule rule in nic.Options.Bypass)
+                            {
+                                w.WriteStringValue(rule.Text);
+                            }
+
+                            w.WriteEndArray();
+                            w.WriteEndObject();
+                        }
+
+                        w.WriteEndArray();
+                    });
+                case "bypass-add" or "bypass-del":
+                    return ChangeBypass(id, arguments, add: command == "bypass-add");
                 default:
                     return Error(id, "CommandNotFound", $"The command {command} has not been found");
             }
@@ -254,6 +276,47 @@ internal sealed class ControlServer : IAsyncDisposable
         {
             return Error(id, "GenericError", $"JSON parse error: {e.Message}");
         }
+    }
+
+    private byte[] ChangeBypass(JsonElement id, JsonElement arguments, bool add)
+    {
+        if (arguments.ValueKind != JsonValueKind.Object
+            || !arguments.TryGetProperty("path", out JsonElement path) || path.ValueKind != JsonValueKind.String
+            || !arguments.TryGetProperty("rule", out JsonElement text) || text.ValueKind != JsonValueKind.String)
+        {
+            return Error(id, "GenericError", "bypass-add and bypass-del need arguments {\"path\": OBJECT-ID, \"rule\": \"proto=tcp,host=...,port=...\"}");
+        }
+
+        ComparedNic? nic = FindNic(path.GetString()!);
+        if (nic is null)
+        {
+            return Error(id, "DeviceNotFound", $"Device '{path.GetString()}' not found (colo-compare objects: {string.Join(", ", _nics.Select(n => n.Id))})");
+        }
+
+        BypassRule rule;
+        try
+        {
+            rule = BypassRule.Parse(text.GetString()!);
+        }
+        catch (FormatException e)
+        {
+            return Error(id, "GenericError", e.Message);
+        }
+
+        if (add ? !nic.AddBypass(rule) : !nic.RemoveBypass(rule))
+        {
+            return Error(id, "GenericError", add ? $"bypass rule '{rule.Text}' is already there" : $"no bypass rule '{rule.Text}' on '{nic.Id}'");
+        }
+
+        DaemonLog.BypassChanged(_logger, nic.Id, add ? "added" : "removed", rule.Text);
+        return Return(id, EmptyObject);
+    }
+
+    private ComparedNic? FindNic(string path)
+    {
+        string target = path.TrimStart('/');
+        target = target.StartsWith("objects/", StringComparison.Ordinal) ? target["objects/".Length..] : target;
+        return _nics.FirstOrDefault(n => n.Id == target);
     }
 
     private byte[] QomSet(JsonElement id, JsonElement arguments)
@@ -266,9 +329,7 @@ internal sealed class ControlServer : IAsyncDisposable
             return Error(id, "GenericError", "qom-set needs arguments {\"path\": OBJECT-ID, \"property\": NAME, \"value\": NUMBER}");
         }
 
-        string target = path.GetString()!.TrimStart('/');
-        target = target.StartsWith("objects/", StringComparison.Ordinal) ? target["objects/".Length..] : target;
-        ComparedNic? nic = _nics.FirstOrDefault(n => n.Id == target);
+        ComparedNic? nic = FindNic(path.GetString()!);
         if (nic is null)
         {
             return Error(id, "DeviceNotFound", $"Device '{path.GetString()}' not found (colo-compare objects: {string.Join(", ", _nics.Select(n => n.Id))})");
@@ -312,6 +373,13 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("expired_scan_cycle", options.ExpiredScanCycleMs);
             w.WriteNumber("max_queue_size", options.MaxQueueSize);
             w.WriteBoolean("vnet_hdr_support", options.VnetHdrSupport);
+            w.WriteStartArray("bypass");
+            foreach (BypassRule rule in options.Bypass)
+            {
+                w.WriteStringValue(rule.Text);
+            }
+
+            w.WriteEndArray();
             w.WriteStartObject("endpoints");
             foreach ((string name, ChardevProtocol.Endpoints.ChardevEndpoint? endpoint) in new[] { ("primary_in", nic.PrimaryIn), ("secondary_in", nic.SecondaryIn), ("outdev", nic.OutDev), ("notify_dev", nic.Notify?.Endpoint) })
             {

@@ -66,6 +66,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "colo-compare '{Nic}': {Property} set to {Value} over the control socket")]
     public static partial void PropertySet(ILogger logger, string nic, string property, long value);
 
+    [LoggerMessage(EventId = 222, Level = LogLevel.Information, Message = "colo-compare '{Nic}': bypass rule {Change}: {Rule}")]
+    public static partial void BypassChanged(ILogger logger, string nic, string change, string rule);
+
     [LoggerMessage(EventId = 218, Level = LogLevel.Information, Message = "metrics: Prometheus scrape endpoint at {Url}")]
     public static partial void MetricsListening(ILogger logger, string url);
 
