@@ -20,6 +20,8 @@ command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
+# The systemd unit's test runs systemd-analyze verify (packaging/systemd).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # The container engine for the container tests (Engine 20.10, API 1.41); scripts/start-docker.sh starts it.
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 
