@@ -32,10 +32,19 @@ public abstract class SharedPair<TPair> : IAsyncLifetime
     protected abstract Task<TPair> StartAsync();
 }
 
-/// <summary>The pair in processes (colo-pair.sh).</summary>
-public sealed class SharedColoPair : SharedPair<ColoPair>
+/// <summary>The pair in processes (colo-pair.sh), its daemon with a control socket and a metrics endpoint.</summary>
+public sealed class SharedColoPair : SharedPair<ColoPair>, IDisposable
 {
-    protected override Task<ColoPair> StartAsync() => ColoPair.StartAsync();
+    private readonly string _directory = FreePort.TempSocketDirectory();
+
+    public string ControlPath => Path.Combine(_directory, "control.sock");
+
+    public int MetricsPort { get; } = FreePort.Next();
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    protected override Task<ColoPair> StartAsync() =>
+        ColoPair.StartAsync(new ColoPairOptions { DaemonArguments = ["--control", ControlPath, "--metrics", $"127.0.0.1:{MetricsPort}"] });
 }
 
 [Collection(ColoPairSerial.Name)]
@@ -48,12 +57,59 @@ public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper outpu
     [Fact]
     public Task Divergence_requests_a_checkpoint_over_qmp_and_the_client_gets_the_primary_answer_intact() =>
         ColoPairScenarios.DivergenceCheckpointsAndThePrimaryAnswersAsync(shared.Pair, output);
+
+    [Fact]
+    public async Task Status_and_metrics_show_the_checkpoints_real_qemu_made_with_their_durations()
+    {
+        using var cts = new CancellationTokenSource(ColoPairScenarios.Timeout * 3);
+        using HttpClient http = shared.Pair.ClientNamespace.CreateHttpClient(ColoPairScenarios.Timeout);
+        Assert.Matches(ColoPairScenarios.VmAnswer(), await http.GetStringAsync(ColoPairScenarios.Url(shared.Pair, "/cgi-bin/vm"), cts.Token));
+
+        // The divergence asked for a checkpoint; wait until the daemon has seen one complete over QMP.
+        using var scrape = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        string metrics = string.Empty;
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            metrics = await scrape.GetStringAsync(new Uri($"http://127.0.0.1:{shared.MetricsPort}/metrics"), cts.Token);
+            if (Sample(metrics, "colo_compare_checkpoint_duration_seconds_count") >= 1)
+            {
+                break;
+            }
+
+            await Task.Delay(200, cts.Token);
+        }
+
+        output.WriteLine(string.Join('\n', metrics.Split('\n').Where(l => l.StartsWith("colo_compare_checkpoint", StringComparison.Ordinal))));
+        Assert.True(Sample(metrics, "colo_compare_checkpoint_duration_seconds_count") >= 1, "no checkpoint duration recorded");
+        Assert.True(Sample(metrics, "colo_compare_checkpoint_duration_seconds_sum") > 0);
+        Assert.True(Sample(metrics, "colo_compare_checkpoints_total{nic=\"comp0\"}") >= 1);
+        Assert.True(Sample(metrics, "colo_compare_checkpoint_requests_total{nic=\"comp0\",reason=\"Mismatch\"}") >= 1);
+        Assert.True(Sample(metrics, "colo_compare_frames_in_total{nic=\"comp0\",side=\"primary\"}") > 0);
+        Assert.Equal(0, Sample(metrics, "colo_compare_frames_dropped_total{nic=\"comp0\",reason=\"QueueBudget\",side=\"primary\"}"));
+        foreach (string endpoint in new[] { "primary_in", "secondary_in", "outdev" })
+        {
+            Assert.Equal(1, Sample(metrics, $"colo_compare_endpoint_connected{{endpoint=\"{endpoint}\",nic=\"comp0\"}}"));
+        }
+
+        ProcessResult status = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "status", shared.ControlPath], TimeSpan.FromSeconds(30));
+        Assert.True(status.ExitCode == 0, status.Output);
+        using var json = System.Text.Json.JsonDocument.Parse(status.StandardOutput);
+        System.Text.Json.JsonElement[] checkpoints = [.. json.RootElement.GetProperty("checkpoints").EnumerateArray()];
+        Assert.Contains(checkpoints, c => c.GetProperty("requested").GetBoolean() && c.GetProperty("stopped-ms").GetDouble() > 0);
+        Assert.Contains(json.RootElement.GetProperty("nics")[0].GetProperty("checkpoint-requests").EnumerateArray(), r => r.GetProperty("reason").GetString() == "Mismatch");
+    }
+
+    private static double Sample(string metrics, string key)
+    {
+        string? line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith(key + " ", StringComparison.Ordinal));
+        return line is null ? throw new KeyNotFoundException($"no {key} in the scrape") : double.Parse(line[(key.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
 }
 
 /// <summary>Test bodies shared by the pair in processes and the pair in containers.</summary>
 public static partial class ColoPairScenarios
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     public static async Task TrafficIsComparedAndReleasedAsync(IColoPair pair, ITestOutputHelper output)
     {
