@@ -140,6 +140,13 @@ public sealed class ChardevFrameReader
             }
 
             buffer = buffer.Slice(consumed);
+            if (status == FrameReadStatus.Incomplete && consumed > 0 && consumed == span.Length && !buffer.IsEmpty)
+            {
+                // The segment ended exactly at a frame boundary: go on with the next one (which may be all that is
+                // left, so the sequence is single-segment again).
+                continue;
+            }
+
             if (status == FrameReadStatus.Incomplete && !buffer.IsSingleSegment)
             {
                 // A frame (or its header) split across segments.

@@ -130,6 +130,29 @@ public class ChardevFrameReaderTests
     }
 
     [Fact]
+    public async Task Frames_that_fill_a_pipe_segment_exactly_are_followed_by_the_frames_of_the_next_segment()
+    {
+        // Found by the random-chunk property in CI: six frames of exactly 4,096 bytes (the pipe's segment size), the
+        // rest in one more segment. After the first segment the rest is single-segment again; it must still be read.
+        int[] lengths = [304, 1128, 911, 853, 298, 578, 423, 1160, 609, 384, 438];
+        byte[][] payloads = [.. lengths.Select((length, i) => Enumerable.Range(0, length).Select(b => (byte)(b * 7 + i)).ToArray())];
+        byte[] stream = [.. payloads.SelectMany(p => Frame(p, vnet: false))];
+        Assert.Equal(4096, payloads.Take(6).Sum(p => p.Length + 4));
+        var pipe = new Pipe(new PipeOptions(minimumSegmentSize: 4096));
+        await pipe.Writer.WriteAsync(stream);
+        await pipe.Writer.CompleteAsync();
+        var reader = new ChardevFrameReader(pipe.Reader, false, "exact", new ChardevStatistics());
+        List<(byte[] Payload, uint Vnet)> frames = await ReadAllAsync(reader);
+        Assert.Equal(payloads.Length, frames.Count);
+        for (int i = 0; i < payloads.Length; i++)
+        {
+            Assert.Equal(payloads[i], frames[i].Payload);
+        }
+
+        Assert.Equal(0, reader.Statistics.TruncatedFrames);
+    }
+
+    [Fact]
     public void The_span_decoder_reads_complete_frames_and_consumes_nothing_otherwise()
     {
         byte[] stream = [.. Frame([1, 2, 3], vnet: true, vnetHdrLen: 7), .. Frame([9], vnet: true)];
