@@ -65,20 +65,34 @@ public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper outpu
         using HttpClient http = shared.Pair.ClientNamespace.CreateHttpClient(ColoPairScenarios.Timeout);
         Assert.Matches(ColoPairScenarios.VmAnswer(), await http.GetStringAsync(ColoPairScenarios.Url(shared.Pair, "/cgi-bin/vm"), cts.Token));
 
-        // The divergence asked for a checkpoint; wait until the daemon has seen one complete over QMP.
-        using var scrape = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        string metrics = string.Empty;
-        for (int attempt = 0; attempt < 100; attempt++)
+        // The divergence asked for a checkpoint: wait until the daemon's status lists a requested one completed over
+        // QMP (a periodic checkpoint may come first; it is listed as not requested).
+        System.Text.Json.JsonDocument? status = null;
+        for (int attempt = 0; attempt < 60 && status is null; attempt++)
         {
-            metrics = await scrape.GetStringAsync(new Uri($"http://127.0.0.1:{shared.MetricsPort}/metrics"), cts.Token);
-            if (Sample(metrics, "colo_compare_checkpoint_duration_seconds_count") >= 1)
+            ProcessResult run = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "status", shared.ControlPath], TimeSpan.FromSeconds(30));
+            Assert.True(run.ExitCode == 0, run.Output);
+            var json = System.Text.Json.JsonDocument.Parse(run.StandardOutput);
+            if (json.RootElement.GetProperty("checkpoints").EnumerateArray().Any(c => c.GetProperty("requested").GetBoolean()))
             {
-                break;
+                status = json;
             }
-
-            await Task.Delay(200, cts.Token);
+            else
+            {
+                json.Dispose();
+                await Task.Delay(500, cts.Token);
+            }
         }
 
+        Assert.NotNull(status);
+        using (status)
+        {
+            Assert.Contains(status.RootElement.GetProperty("checkpoints").EnumerateArray(), c => c.GetProperty("requested").GetBoolean() && c.GetProperty("stopped-ms").GetDouble() > 0);
+            Assert.Contains(status.RootElement.GetProperty("nics")[0].GetProperty("checkpoint-requests").EnumerateArray(), r => r.GetProperty("reason").GetString() == "Mismatch");
+        }
+
+        using var scrape = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        string metrics = await scrape.GetStringAsync(new Uri($"http://127.0.0.1:{shared.MetricsPort}/metrics"), cts.Token);
         output.WriteLine(string.Join('\n', metrics.Split('\n').Where(l => l.StartsWith("colo_compare_checkpoint", StringComparison.Ordinal))));
         Assert.True(Sample(metrics, "colo_compare_checkpoint_duration_seconds_count") >= 1, "no checkpoint duration recorded");
         Assert.True(Sample(metrics, "colo_compare_checkpoint_duration_seconds_sum") > 0);
@@ -90,13 +104,6 @@ public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper outpu
         {
             Assert.Equal(1, Sample(metrics, $"colo_compare_endpoint_connected{{endpoint=\"{endpoint}\",nic=\"comp0\"}}"));
         }
-
-        ProcessResult status = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "status", shared.ControlPath], TimeSpan.FromSeconds(30));
-        Assert.True(status.ExitCode == 0, status.Output);
-        using var json = System.Text.Json.JsonDocument.Parse(status.StandardOutput);
-        System.Text.Json.JsonElement[] checkpoints = [.. json.RootElement.GetProperty("checkpoints").EnumerateArray()];
-        Assert.Contains(checkpoints, c => c.GetProperty("requested").GetBoolean() && c.GetProperty("stopped-ms").GetDouble() > 0);
-        Assert.Contains(json.RootElement.GetProperty("nics")[0].GetProperty("checkpoint-requests").EnumerateArray(), r => r.GetProperty("reason").GetString() == "Mismatch");
     }
 
     private static double Sample(string metrics, string key)
