@@ -90,6 +90,7 @@ public sealed class DaemonControlTests : IDisposable
         Assert.Equal("CommandNotFound", (await AskAsync("""{"execute":"device_del"}""")).GetProperty("error").GetProperty("class").GetString());
         Assert.Equal("DeviceNotFound", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"nothere","property":"compare_timeout","value":400}}""")).GetProperty("error").GetProperty("class").GetString());
         Assert.Contains("max_queue_size=0 must be greater than 0", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"max_queue_size","value":0}}""")).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
+        Assert.Contains("max_queue_size=4294967296 must be between 1 and 2147483647", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"max_queue_size","value":4294967296}}""")).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
         Assert.Contains("whole number", (await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"compare_timeout","value":"soon"}}""")).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
         Assert.True((await AskAsync("""{"execute":"qom-set","arguments":{"path":"/objects/comp0","property":"compare_timeout","value":400}}""")).TryGetProperty("return", out _));
         Assert.True((await AskAsync("""{"execute":"qom-set","arguments":{"path":"comp0","property":"max_queue_size","value":"64"}}""")).TryGetProperty("return", out _));

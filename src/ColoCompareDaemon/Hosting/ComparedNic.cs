@@ -183,6 +183,11 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     /// </summary>
     public string? SetProperty(string property, long value)
     {
+        if (property == "max_queue_size" && value is < int.MinValue or > int.MaxValue)
+        {
+            return $"max_queue_size={value} must be between 1 and {int.MaxValue}";
+        }
+
         lock (_engineLock)
         {
             CompareOptions current = _engine.Options;
@@ -190,7 +195,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             {
                 "compare_timeout" => current with { CompareTimeoutMs = value },
                 "expired_scan_cycle" => current with { ExpiredScanCycleMs = value },
-                "max_queue_size" => value is > 0 and <= int.MaxValue ? current with { MaxQueueSize = (int)value } : current with { MaxQueueSize = 0 },
+                "max_queue_size" => current with { MaxQueueSize = (int)value },
                 _ => null,
             };
             if (changed is null)

@@ -254,13 +254,7 @@ internal sealed class ControlServer : IAsyncDisposable
                         {
                             w.WriteStartObject();
                             w.WriteString("id", nic.Id);
-                            w.WriteStartArray("rules");
-                            foreach (BypassRule rule in nic.Options.Bypass)
-                            {
-                                w.WriteStringValue(rule.Text);
-                            }
-
-                            w.WriteEndArray();
+                            WriteRules(w, "rules", nic.Options);
                             w.WriteEndObject();
                         }
 
@@ -290,7 +284,7 @@ internal sealed class ControlServer : IAsyncDisposable
         ComparedNic? nic = FindNic(path.GetString()!);
         if (nic is null)
         {
-            return Error(id, "DeviceNotFound", $"Device '{path.GetString()}' not found (colo-compare objects: {string.Join(", ", _nics.Select(n => n.Id))})");
+            return NotFound(id, path.GetString()!);
         }
 
         BypassRule rule;
@@ -312,6 +306,20 @@ internal sealed class ControlServer : IAsyncDisposable
         return Return(id, EmptyObject);
     }
 
+    private static void WriteRules(Utf8JsonWriter w, string name, Engine.CompareOptions options)
+    {
+        w.WriteStartArray(name);
+        foreach (BypassRule rule in options.Bypass)
+        {
+            w.WriteStringValue(rule.Text);
+        }
+
+        w.WriteEndArray();
+    }
+
+    private byte[] NotFound(JsonElement id, string path) =>
+        Error(id, "DeviceNotFound", $"Device '{path}' not found (colo-compare objects: {string.Join(", ", _nics.Select(n => n.Id))})");
+
     private ComparedNic? FindNic(string path)
     {
         string target = path.TrimStart('/');
@@ -332,7 +340,7 @@ internal sealed class ControlServer : IAsyncDisposable
         ComparedNic? nic = FindNic(path.GetString()!);
         if (nic is null)
         {
-            return Error(id, "DeviceNotFound", $"Device '{path.GetString()}' not found (colo-compare objects: {string.Join(", ", _nics.Select(n => n.Id))})");
+            return NotFound(id, path.GetString()!);
         }
 
         long number;
@@ -373,13 +381,7 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("expired_scan_cycle", options.ExpiredScanCycleMs);
             w.WriteNumber("max_queue_size", options.MaxQueueSize);
             w.WriteBoolean("vnet_hdr_support", options.VnetHdrSupport);
-            w.WriteStartArray("bypass");
-            foreach (BypassRule rule in options.Bypass)
-            {
-                w.WriteStringValue(rule.Text);
-            }
-
-            w.WriteEndArray();
+            WriteRules(w, "bypass", options);
             w.WriteStartObject("endpoints");
             foreach ((string name, ChardevProtocol.Endpoints.ChardevEndpoint? endpoint) in new[] { ("primary_in", nic.PrimaryIn), ("secondary_in", nic.SecondaryIn), ("outdev", nic.OutDev), ("notify_dev", nic.Notify?.Endpoint) })
             {
