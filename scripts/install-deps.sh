@@ -22,6 +22,8 @@ command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 command -v gzip >/dev/null 2>&1 || missing+=(gzip)
 # The systemd unit's test runs systemd-analyze verify (packaging/systemd).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# Divergence captures are read back with tshark (docs/operations.md); the tests do that.
+command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 # The container engine for the container tests (Engine 20.10, API 1.41); scripts/start-docker.sh starts it.
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 

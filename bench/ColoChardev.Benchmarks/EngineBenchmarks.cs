@@ -90,5 +90,8 @@ public class EngineBenchmarks
 
         public void RequestCheckpoint(CheckpointReason reason, FlowKey flow) =>
             throw new InvalidOperationException($"identical traffic requested a checkpoint: {reason} on {flow}");
+
+        public void Diverged(Divergence divergence) =>
+            throw new InvalidOperationException($"identical traffic diverged: {divergence.Describe()}");
     }
 }

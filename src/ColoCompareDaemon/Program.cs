@@ -51,6 +51,18 @@ public static class Program
             return await Tools.QmpTool.QueryAsync($"unix:{args[1]}", query, output, error, cancellationToken).ConfigureAwait(false);
         }
 
+        if (args.Count > 0 && args[0] == "events")
+        {
+            if (args.Count < 2)
+            {
+                error.WriteLine("colo-compare: events needs the daemon's --control socket path (and, optionally, event names)");
+                return ExitUsage;
+            }
+
+            // The control socket's events in QMP's shape: the QMP tool's watcher prints them as JSON lines.
+            return await Tools.QmpTool.RunAsync([$"unix:{args[1]}", "--events", .. args.Skip(2)], output, error, cancellationToken).ConfigureAwait(false);
+        }
+
         if (args.Count > 0 && args[0] == "qmp")
         {
             return await Tools.QmpTool.RunAsync(args.Skip(1).ToArray(), output, error, cancellationToken).ConfigureAwait(false);

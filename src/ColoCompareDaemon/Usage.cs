@@ -32,8 +32,12 @@ internal static class Usage
           --bypass RULE          pass matching flows uncompared, never a reason to checkpoint (repeatable; every NIC):
                                  proto=tcp|udp|icmp|icmpv6|N, host=ADDRESS[/PREFIX], port=N[-M]; host and port
                                  match either end, e.g. --bypass proto=tcp,port=3389
-          --control PATH         a control socket (Unix, mode 0600, QMP-shaped JSON lines): colo-compare status|stats
-                                 PATH, and qom-set of compare_timeout, expired_scan_cycle, max_queue_size at run time
+          --control PATH         a control socket (Unix, mode 0600, QMP-shaped JSON lines): colo-compare status|stats|
+                                 events PATH, and qom-set of compare_timeout, expired_scan_cycle, max_queue_size at run time
+          --capture DIR          write every divergence (the flow's queued packets of both sides, the diverging
+                                 pair marked, the reason in each packet's comment) to DIR/NIC-NNNNNN.pcapng for
+                                 Wireshark/tshark; files rotate at --capture-file-mb N (default 16), the newest
+                                 --capture-files N (default 8) are kept, --capture-packets N per side (default 64)
           --metrics [HOST:]PORT  serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 127.0.0.1;
                                  0.0.0.0 for every interface): frames, releases, drops, mismatches and checkpoint
                                  requests by reason, queues, flows, endpoints; labelled per NIC, never per flow
@@ -53,6 +57,8 @@ internal static class Usage
           colo-compare qmp ADDRESS --events [NAME...]
                                               print QMP events as JSON lines until interrupted (Ctrl-C)
           colo-compare status PATH            a running daemon's endpoints, options, queues, last checkpoints
+          colo-compare events PATH [NAME...]  its events as JSON lines until interrupted: COLO_COMPARE_DIVERGENCE,
+                                              _CHECKPOINT_REQUEST, _CHECKPOINT, _FAILOVER, _EVENTS_LOST
           colo-compare stats PATH             its counters (PATH: its --control socket); more with
                                               colo-compare qmp unix:PATH qom-set '{"path":"ID","property":...}'
 

@@ -58,6 +58,15 @@ public class ProgramTests
     }
 
     [Fact]
+    public async Task Events_needs_the_control_socket_path()
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        Assert.Equal(Program.ExitUsage, await Program.RunAsync(["events"], output, error));
+        Assert.Contains("events needs the daemon's --control socket path", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Check_chardev_quotes_a_bad_option_and_exits_2()
     {
         (int code, _, string error) = Run("check-chardev", "socket,id=a,host=127.0.0.1,port=9004,colour=blue");

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using ColoChardev.Qmp;
 using ColoChardev.Qmp.Colo;
@@ -39,12 +40,14 @@ public sealed class SharedColoPair : SharedPair<ColoPair>, IDisposable
 
     public string ControlPath => Path.Combine(_directory, "control.sock");
 
+    public string CapturePath => Path.Combine(_directory, "captures");
+
     public int MetricsPort { get; } = FreePort.Next();
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     protected override Task<ColoPair> StartAsync() =>
-        ColoPair.StartAsync(new ColoPairOptions { DaemonArguments = ["--control", ControlPath, "--metrics", $"127.0.0.1:{MetricsPort}"] });
+        ColoPair.StartAsync(new ColoPairOptions { DaemonArguments = ["--control", ControlPath, "--metrics", $"127.0.0.1:{MetricsPort}", "--capture", CapturePath] });
 }
 
 [Collection(ColoPairSerial.Name)]
@@ -63,7 +66,45 @@ public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper outpu
     {
         using var cts = new CancellationTokenSource(ColoPairScenarios.Timeout * 3);
         using HttpClient http = shared.Pair.ClientNamespace.CreateHttpClient(ColoPairScenarios.Timeout);
+        await using ControlSocketClient events = await ControlSocketClient.ConnectAsync(shared.ControlPath, cts.Token, ColoPairScenarios.Timeout);
         Assert.Matches(ColoPairScenarios.VmAnswer(), await http.GetStringAsync(ColoPairScenarios.Url(shared.Pair, "/cgi-bin/vm"), cts.Token));
+
+        // Each VM answers /cgi-bin/vm with its own text: the divergence is announced on the control socket, then
+        // the checkpoint real QEMU made for it (or a periodic one: both release what was held).
+        string[] around = ["COLO_COMPARE_DIVERGENCE", "COLO_COMPARE_CHECKPOINT_REQUEST", "COLO_COMPARE_CHECKPOINT"];
+        JsonElement divergence;
+        do
+        {
+            divergence = await events.NextEventAsync("COLO_COMPARE_DIVERGENCE", around);
+        }
+        while (divergence.GetProperty("reason").GetString() != "Mismatch");
+
+        output.WriteLine($"divergence event: {divergence}");
+        Assert.Equal("Tcp", divergence.GetProperty("protocol").GetString());
+        Assert.True(divergence.GetProperty("captured").GetBoolean());
+        JsonElement checkpoint = await events.NextEventAsync("COLO_COMPARE_CHECKPOINT", around);
+        output.WriteLine($"checkpoint event: {checkpoint}");
+        Assert.True(checkpoint.GetProperty("stopped-ms").GetDouble() > 0);
+
+        // Its capture, read by tshark: the diverging pair of TCP segments, one from each guest.
+        long number = divergence.GetProperty("number").GetInt64();
+        var comments = new List<string>();
+        for (int attempt = 0; attempt < 50 && !comments.Any(c => c.Contains(", the diverging one", StringComparison.Ordinal) && c.StartsWith("secondary_in", StringComparison.Ordinal)); attempt++)
+        {
+            comments.Clear();
+            foreach (string file in Directory.GetFiles(shared.CapturePath, "*.pcapng"))
+            {
+                ProcessResult tshark = await ExternalProcess.RunAsync("tshark", ["-r", file, "-T", "fields", "-E", "separator=|", "-e", "frame.interface_name", "-e", "tcp.len", "-e", "frame.comment"], TimeSpan.FromSeconds(60));
+                Assert.True(tshark.ExitCode == 0, tshark.Output);
+                comments.AddRange(tshark.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains($"divergence {number}: Mismatch on tcp", StringComparison.Ordinal)));
+            }
+
+            await Task.Delay(100, cts.Token);
+        }
+
+        output.WriteLine(string.Join('\n', comments));
+        Assert.Contains(comments, c => c.StartsWith("primary_in|", StringComparison.Ordinal) && c.Contains(", the diverging one", StringComparison.Ordinal) && int.Parse(c.Split('|')[1], System.Globalization.CultureInfo.InvariantCulture) > 0);
+        Assert.Contains(comments, c => c.StartsWith("secondary_in|", StringComparison.Ordinal) && c.Contains(", the diverging one", StringComparison.Ordinal));
 
         // The divergence asked for a checkpoint: wait until the daemon's status lists a requested one completed over
         // QMP (a periodic checkpoint may come first; it is listed as not requested).

@@ -14,11 +14,13 @@ public sealed partial class DaemonMetricsTests : IDisposable
 {
     private readonly CancellationTokenSource _timeout = new(TimeSpan.FromSeconds(120));
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly DirectoryInfo _captures = Directory.CreateTempSubdirectory("colo-metrics-");
 
     public void Dispose()
     {
         _timeout.Dispose();
         _http.Dispose();
+        _captures.Delete(recursive: true);
     }
 
     private static byte[] Udp(string payload, byte mac = 1, ushort port = 53) =>
@@ -34,7 +36,7 @@ public sealed partial class DaemonMetricsTests : IDisposable
             // A held mismatch is asked for again every compare_timeout: 60 s keeps it to one request on a busy machine.
             ports => DaemonRig.QemuSyntax(ports.Primary, ports.Secondary, ports.Outdev, ports.Notify, ",compare_timeout=60000"),
             _timeout.Token,
-            ["--metrics", $"127.0.0.1:{metricsPort}"]);
+            ["--metrics", $"127.0.0.1:{metricsPort}", "--capture", Path.Combine(_captures.FullName, "c")]);
         await rig.Daemon.WaitForLineAsync($"Prometheus scrape endpoint at http://127.0.0.1:{metricsPort}/metrics", TimeSpan.FromSeconds(10));
         string url = $"http://127.0.0.1:{metricsPort}/metrics";
 
@@ -47,7 +49,10 @@ public sealed partial class DaemonMetricsTests : IDisposable
         await rig.SendSecondaryAsync(Udp("second says", mac: 2, port: 2000));
         Assert.Equal("DO_CHECKPOINT", await rig.ReadNotifyAsync());
 
-        Dictionary<string, double> m = await ScrapeAsync(url, s => Value(s, "colo_compare_frames_out_total{nic=\"comp0\"}") == 40);
+        Dictionary<string, double> m = await ScrapeAsync(url, s => Value(s, "colo_compare_frames_out_total{nic=\"comp0\"}") == 40 && Value(s, "colo_compare_captures_total{nic=\"comp0\"}") == 1);
+        Assert.Equal(1, Value(m, "colo_compare_divergences_total{nic=\"comp0\"}"));
+        Assert.Equal(0, Value(m, "colo_compare_captures_skipped_total{nic=\"comp0\",reason=\"Busy\"}"));
+        Assert.Equal(0, Value(m, "colo_compare_captures_skipped_total{nic=\"comp0\",reason=\"WriteFailed\"}"));
         Assert.Equal(41, Value(m, "colo_compare_frames_in_total{nic=\"comp0\",side=\"primary\"}"));
         Assert.Equal(41, Value(m, "colo_compare_frames_in_total{nic=\"comp0\",side=\"secondary\"}"));
         Assert.Equal(40, Value(m, "colo_compare_frames_released_total{nic=\"comp0\",reason=\"Matched\"}"));

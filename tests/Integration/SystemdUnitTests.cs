@@ -50,13 +50,16 @@ public sealed class SystemdUnitTests : IDisposable
             .Replace("/run/qemu/vm1", _directory, StringComparison.Ordinal)
             .Replace("host=0.0.0.0,port=9004", $"host=127.0.0.1,port={secondary}", StringComparison.Ordinal)
             .Replace("tcp:192.0.2.2:4445", $"tcp:127.0.0.1:{secondaryQmp}", StringComparison.Ordinal)
-            .Replace("127.0.0.1:9187", $"127.0.0.1:{metrics}", StringComparison.Ordinal);
+            .Replace("127.0.0.1:9187", $"127.0.0.1:{metrics}", StringComparison.Ordinal)
+            .Replace("/var/log/colo-compare/vm1", Path.Combine(_directory, "captures"), StringComparison.Ordinal);
         Assert.DoesNotContain("192.0.2.", arguments, StringComparison.Ordinal);
+        Assert.DoesNotContain("/var/log", arguments, StringComparison.Ordinal);
         string control = Path.Combine(_directory, "control.sock");
         await using DaemonProcess daemon = DaemonProcess.Start([.. arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries), "--control", control]);
         await daemon.WaitForLineAsync($"chardev 'compare1': listening on 127.0.0.1:{secondary}", TimeSpan.FromSeconds(20));
         await daemon.WaitForLineAsync($"Prometheus scrape endpoint at http://127.0.0.1:{metrics}/metrics", TimeSpan.FromSeconds(20));
         await daemon.WaitForLineAsync($"control socket at {control}", TimeSpan.FromSeconds(20));
+        Assert.True(Directory.Exists(Path.Combine(_directory, "captures")), "the capture directory is made at start");
         Assert.Equal(0, await daemon.StopAsync(TimeSpan.FromSeconds(30)));
     }
 }

@@ -27,6 +27,9 @@ public sealed class EngineHarness : ICompareActions
 
     public List<(CheckpointReason Reason, FlowKey Flow, long At)> Requests { get; } = [];
 
+    /// <summary>Every divergence reported, with copies of the packets the view showed.</summary>
+    public List<DivergenceCopy> Divergences { get; } = [];
+
     public void P(byte[] frame, uint vnet = 0) => Engine.OnPrimary(ChardevFrame.Rent(frame, vnet), Now);
 
     public void S(byte[] frame, uint vnet = 0) => Engine.OnSecondary(ChardevFrame.Rent(frame, vnet), Now);
@@ -60,4 +63,28 @@ public sealed class EngineHarness : ICompareActions
     }
 
     void ICompareActions.RequestCheckpoint(CheckpointReason reason, FlowKey flow) => Requests.Add((reason, flow, Now));
+
+    void ICompareActions.Diverged(Divergence divergence) =>
+        Divergences.Add(new DivergenceCopy(divergence.Reason, divergence.Flow, divergence.Protocol, divergence.NowMs, divergence.Describe(), Copy(divergence, PacketSide.Primary), Copy(divergence, PacketSide.Secondary)));
+
+    private static List<(byte[] Frame, long ArrivalMs, bool Diverging)> Copy(Divergence divergence, PacketSide side)
+    {
+        var packets = new List<(byte[], long, bool)>();
+        for (int i = 0; i < divergence.Count(side); i++)
+        {
+            packets.Add((divergence.Packet(side, i).ToArray(), divergence.ArrivalMs(side, i), divergence.IsDiverging(side, i)));
+        }
+
+        return packets;
+    }
 }
+
+/// <summary>What an <see cref="ICompareActions.Diverged"/> call showed, copied.</summary>
+public sealed record DivergenceCopy(
+    CheckpointReason Reason,
+    FlowKey Flow,
+    CompareProtocol Protocol,
+    long NowMs,
+    string Detail,
+    List<(byte[] Frame, long ArrivalMs, bool Diverging)> Primary,
+    List<(byte[] Frame, long ArrivalMs, bool Diverging)> Secondary);

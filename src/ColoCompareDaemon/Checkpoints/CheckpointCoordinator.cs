@@ -304,7 +304,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 _failedOver = true;
                 foreach (ComparedNic nic in _nics)
                 {
-                    nic.Failover();
+                    nic.Failover(mode, reason);
                 }
 
                 DaemonLog.Failover(_logger, mode, reason);
@@ -428,13 +428,13 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         bool requested = _requested;
         _requested = false;
         Interlocked.Increment(ref _checkpointsObserved);
-        foreach (ComparedNic nic in _nics)
-        {
-            nic.CheckpointCompleted();
-        }
-
         string what = (requested ? "requested, " : "periodic, ") + kind;
         TimeSpan stopped = Stopwatch.GetElapsedTime(_stoppedAt);
+        foreach (ComparedNic nic in _nics)
+        {
+            nic.CheckpointCompleted(what, stopped.TotalMilliseconds);
+        }
+
         CheckpointSeconds.Record(stopped.TotalSeconds);
         lock (_recent)
         {

@@ -96,7 +96,7 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
         }
         else if (payload.SequenceEqual(Checkpoint))
         {
-            nic.CheckpointCompleted();
+            nic.CheckpointCompleted("COLO_CHECKPOINT on notify_dev");
         }
         else
         {

@@ -194,7 +194,7 @@ public sealed partial class CompareEngine
         }
 
         CheckpointReason? reason = null;
-        FlowKey reasonFlow = default;
+        Flow? reasonFlow = null;
         for (int i = _flowList.Count - 1; i >= 0; i--)
         {
             Flow flow = _flowList[i];
@@ -212,13 +212,13 @@ public sealed partial class CompareEngine
             if (flowReason is not null && reason is null)
             {
                 reason = flowReason;
-                reasonFlow = flow.Id.Key;
+                reasonFlow = flow;
             }
         }
 
         if (reason is CheckpointReason found)
         {
-            RequestCheckpoint(found, reasonFlow);
+            RequestCheckpoint(found, reasonFlow!);
         }
     }
 
@@ -365,7 +365,7 @@ public sealed partial class CompareEngine
         }
 
         Drop(frame, side, DropReason.QueueBudget);
-        RequestCheckpoint(CheckpointReason.QueueBudget, flow.Id.Key);
+        RequestCheckpoint(CheckpointReason.QueueBudget, flow);
         return false;
     }
 
@@ -516,7 +516,7 @@ public sealed partial class CompareEngine
         if (flow.Primary.Count >= _options.MaxQueueSize || flow.Secondary.Count >= _options.MaxQueueSize)
         {
             // QEMU drops at max_queue_size + 1, primary packets included (spec §2.5.1); we ask for a checkpoint.
-            RequestCheckpoint(CheckpointReason.QueueFull, flow.Id.Key);
+            RequestCheckpoint(CheckpointReason.QueueFull, flow);
         }
     }
 
@@ -524,10 +524,11 @@ public sealed partial class CompareEngine
     {
         flow.Diverged = true;
         Counters.CountMismatch(flow.Protocol);
-        RequestCheckpoint(CheckpointReason.Mismatch, flow.Id.Key);
+        _actions.Diverged(new Divergence(CheckpointReason.Mismatch, flow, _options, _nowMs));
+        RequestCheckpoint(CheckpointReason.Mismatch, flow);
     }
 
-    private void RequestCheckpoint(CheckpointReason reason, in FlowKey flow)
+    private void RequestCheckpoint(CheckpointReason reason, Flow flow)
     {
         if (_checkpointOutstanding)
         {
@@ -538,7 +539,14 @@ public sealed partial class CompareEngine
         _checkpointOutstanding = true;
         _checkpointRequestedMs = _nowMs;
         Counters.CountCheckpointRequest(reason);
-        _actions.RequestCheckpoint(reason, flow);
+        if (reason is CheckpointReason.PrimaryTimeout or CheckpointReason.SecondaryTimeout or CheckpointReason.QueueFull)
+        {
+            // A mismatch was reported when found (a re-request of it is not a new divergence); a packet dropped for
+            // the queue budget is gone, so there is no diverging pair to show.
+            _actions.Diverged(new Divergence(reason, flow, _options, _nowMs));
+        }
+
+        _actions.RequestCheckpoint(reason, flow.Id.Key);
     }
 
     private void Flush(ReleaseReason release, DropReason drop)

@@ -17,4 +17,10 @@ public interface ICompareActions
 
     /// <summary>Ask the primary QEMU for a checkpoint. Already coalesced: one request until a checkpoint completes.</summary>
     void RequestCheckpoint(CheckpointReason reason, FlowKey flow);
+
+    /// <summary>
+    /// A flow diverged: every mismatch, and every timeout or full queue that makes a checkpoint request. Called before
+    /// the request; <paramref name="divergence"/> is a view of the flow's queues for this call only (for captures).
+    /// </summary>
+    void Diverged(Divergence divergence);
 }

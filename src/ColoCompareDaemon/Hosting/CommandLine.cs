@@ -50,6 +50,8 @@ public static class CommandLine
         long backlog = 64L * 1024 * 1024;
         MetricsEndpoint? metrics = null;
         string? control = null;
+        string? captureDirectory = null;
+        var captureLimits = new Dictionary<string, long>(StringComparer.Ordinal);
         var bypass = new List<BypassRule>();
         LogLevel logLevel = LogLevel.Information;
         bool compareIpv6 = true;
@@ -116,6 +118,23 @@ public static class CommandLine
                     break;
                 case "--metrics":
                     metrics = MetricsEndpoint.Parse(option, Value());
+                    break;
+                case "--capture":
+                    captureDirectory = Value();
+                    if (captureDirectory.Length == 0)
+                    {
+                        throw new FormatException("'--capture' needs a directory");
+                    }
+
+                    break;
+                case "--capture-file-mb":
+                    captureLimits[option] = Number(option, Value(), 1, 64 * 1024);
+                    break;
+                case "--capture-files":
+                    captureLimits[option] = Number(option, Value(), 1, 100_000);
+                    break;
+                case "--capture-packets":
+                    captureLimits[option] = Number(option, Value(), 1, 100_000);
                     break;
                 case "--outdev-backlog-mb":
                     backlog = Number(option, Value(), 1, 1 << 20) * 1024L * 1024;
@@ -229,8 +248,25 @@ public static class CommandLine
             nics = [.. nics.Select(n => n with { Compare = n.Compare with { Bypass = bypass } })];
         }
 
+        Captures.CaptureSettings? capture = null;
+        if (captureDirectory is not null)
+        {
+            var defaults = new Captures.CaptureSettings(captureDirectory);
+            capture = defaults with
+            {
+                FileBytes = captureLimits.TryGetValue("--capture-file-mb", out long mb) ? mb * 1024 * 1024 : defaults.FileBytes,
+                Files = captureLimits.TryGetValue("--capture-files", out long files) ? (int)files : defaults.Files,
+                PacketsPerSide = captureLimits.TryGetValue("--capture-packets", out long packets) ? (int)packets : defaults.PacketsPerSide,
+            };
+        }
+        else if (captureLimits.Count > 0)
+        {
+            throw new FormatException($"'{captureLimits.Keys.First()}' needs --capture DIR");
+        }
+
         return new DaemonConfiguration
         {
+            Capture = capture,
             Nics = nics,
             PrimaryQmp = primaryQmp,
             SecondaryQmp = secondaryQmp,

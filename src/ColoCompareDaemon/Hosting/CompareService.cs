@@ -20,13 +20,14 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     private DaemonMetrics? _metrics;
     private Prometheus.MetricServer? _metricServer;
     private ControlServer? _control;
+    private readonly DaemonEvents _events = new();
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
         _coordinator = new CheckpointCoordinator(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
         foreach (NicConfiguration nic in configuration.Nics)
         {
-            var compared = new ComparedNic(nic, _coordinator, configuration.OutdevBacklogBytes, loggers);
+            var compared = new ComparedNic(nic, _coordinator, configuration.OutdevBacklogBytes, loggers, _events, configuration.Capture);
             _nics.Add(compared);
             if (nic.NotifyDev is null)
             {
@@ -49,7 +50,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
 
         if (configuration.ControlPath is string path)
         {
-            var control = new ControlServer(path, _nics, _coordinator, _logger);
+            var control = new ControlServer(path, _nics, _coordinator, _events, _logger);
             control.Start();
             _control = control;
             DaemonLog.ControlListening(_logger, path);

@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Daemon.Captures;
 using ColoChardev.Daemon.Checkpoints;
 using ColoChardev.Daemon.Engine;
 using Microsoft.Extensions.Logging;
@@ -41,15 +42,23 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     private long _outdevDropped;
     private long _outdevLost;
     private long _checkpointsUnsent;
+    private long _divergences;
+    private readonly DaemonEvents _events;
     private readonly Queue<(DateTimeOffset At, CheckpointReason Reason, string Flow, bool Sent)> _recentRequests = new(); // guarded by itself
     private PeriodicTimer? _tick;
 
-    public ComparedNic(NicConfiguration configuration, ICheckpointRequester requester, long backlogLimit, ILoggerFactory loggers)
+    public ComparedNic(NicConfiguration configuration, ICheckpointRequester requester, long backlogLimit, ILoggerFactory loggers, DaemonEvents? events = null, CaptureSettings? capture = null)
     {
         _configuration = configuration;
         _requester = requester;
         _backlogLimit = backlogLimit;
+        _events = events ?? new DaemonEvents();
         _logger = loggers.CreateLogger("colo-compare." + configuration.Id);
+        if (capture is not null)
+        {
+            Capture = new DivergenceCapture(capture, configuration.Id, configuration.PrimaryIn.Address, configuration.SecondaryIn.Address, _logger);
+        }
+
         _engine = new CompareEngine(configuration.Compare, this);
         var options = new ChardevEndpointOptions { VnetHdrSupport = configuration.Compare.VnetHdrSupport };
         ILogger endpointLogger = loggers.CreateLogger("chardev");
@@ -88,6 +97,12 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
     public long CheckpointsUnsent => Interlocked.Read(ref _checkpointsUnsent);
 
+    /// <summary>Divergences the engine reported (mismatches, and timeouts or full queues that asked for a checkpoint).</summary>
+    public long Divergences => Interlocked.Read(ref _divergences);
+
+    /// <summary>Divergence captures (<c>--capture</c>), or null.</summary>
+    public DivergenceCapture? Capture { get; }
+
     /// <summary>Binds server endpoints now (so peers can connect), then starts every loop.</summary>
     public void Start(CancellationToken stopping)
     {
@@ -112,24 +127,58 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
-    /// <summary>A checkpoint completed: flush the engine.</summary>
-    public void CheckpointCompleted()
+    /// <summary>
+    /// A checkpoint completed: flush the engine. <paramref name="how"/> says where it was seen (for the event),
+    /// <paramref name="stoppedMs"/> how long the primary was stopped, when known.
+    /// </summary>
+    public void CheckpointCompleted(string how, double? stoppedMs = null)
     {
+        long released;
+        long discarded;
         lock (_engineLock)
         {
+            CompareCounters c = _engine.Counters;
+            long releasedBefore = c.ReleasedBy(ReleaseReason.Checkpoint);
+            long discardedBefore = c.SecondaryDroppedBy(DropReason.Checkpoint);
             _engine.OnCheckpointCompleted(Environment.TickCount64);
             PublishReleased();
+            released = c.ReleasedBy(ReleaseReason.Checkpoint) - releasedBefore;
+            discarded = c.SecondaryDroppedBy(DropReason.Checkpoint) - discardedBefore;
         }
+
+        _events.Publish(DaemonEvents.Checkpoint, w =>
+        {
+            w.WriteString("id", Id);
+            w.WriteString("flushed", how);
+            if (stoppedMs is double ms)
+            {
+                w.WriteNumber("stopped-ms", Math.Round(ms, 1));
+            }
+
+            w.WriteNumber("released", released);
+            w.WriteNumber("discarded", discarded);
+        });
     }
 
     /// <summary>Failover (COLO_EXIT): release everything, pass primary traffic through from now on.</summary>
-    public void Failover()
+    public void Failover(string mode, string reason)
     {
+        long released;
         lock (_engineLock)
         {
+            long before = _engine.Counters.ReleasedBy(ReleaseReason.Failover);
             _engine.OnFailover(Environment.TickCount64);
             PublishReleased();
+            released = _engine.Counters.ReleasedBy(ReleaseReason.Failover) - before;
         }
+
+        _events.Publish(DaemonEvents.Failover, w =>
+        {
+            w.WriteString("id", Id);
+            w.WriteString("mode", mode);
+            w.WriteString("reason", reason);
+            w.WriteNumber("released", released);
+        });
     }
 
     /// <summary>Releases every queued primary frame and writes what it can to outdev within <paramref name="deadline"/>.</summary>
@@ -164,6 +213,11 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         {
             await Notify.Endpoint.DisposeAsync().ConfigureAwait(false);
             Notify.Dispose();
+        }
+
+        if (Capture is not null)
+        {
+            await Capture.DisposeAsync().ConfigureAwait(false);
         }
 
         while (_outQueue.Reader.TryRead(out List<ChardevFrame>? batch))
@@ -339,6 +393,13 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             }
         }
 
+        _events.Publish(DaemonEvents.CheckpointRequest, w =>
+        {
+            w.WriteString("id", Id);
+            w.WriteString("reason", reason.ToString());
+            w.WriteString("flow", flow.ToString());
+            w.WriteBoolean("sent", sent);
+        });
         if (!sent)
         {
             long count = Interlocked.Increment(ref _checkpointsUnsent);
@@ -347,6 +408,39 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
                 DaemonLog.CheckpointUnsent(_logger, Id, reason, count);
             }
         }
+    }
+
+    /// <summary>Called by the engine, under the engine lock: captured (copied) and announced, when asked for.</summary>
+    void ICompareActions.Diverged(Divergence divergence)
+    {
+        long number = Interlocked.Increment(ref _divergences);
+        bool announce = _events.HasSubscribers;
+        bool log = _logger.IsEnabled(LogLevel.Debug);
+        if (Capture is null && !announce && !log)
+        {
+            return;
+        }
+
+        string detail = divergence.Describe();
+        string flow = divergence.Flow.ToString();
+        DaemonLog.Diverged(_logger, Id, number, divergence.Reason, flow, detail);
+        bool captured = Capture is not null && Capture.Enqueue(divergence, number, detail, DateTimeOffset.UtcNow);
+        CompareProtocol protocol = divergence.Protocol;
+        CheckpointReason reason = divergence.Reason;
+        int primary = divergence.Count(PacketSide.Primary);
+        int secondary = divergence.Count(PacketSide.Secondary);
+        _events.Publish(DaemonEvents.Divergence, w =>
+        {
+            w.WriteString("id", Id);
+            w.WriteNumber("number", number);
+            w.WriteString("reason", reason.ToString());
+            w.WriteString("protocol", protocol.ToString());
+            w.WriteString("flow", flow);
+            w.WriteString("detail", detail);
+            w.WriteNumber("primary-queued", primary);
+            w.WriteNumber("secondary-queued", secondary);
+            w.WriteBoolean("captured", captured);
+        });
     }
 
     /// <summary>Hands what the last engine call released to the outdev writer. Call under the engine lock.</summary>

@@ -15,7 +15,9 @@ namespace ColoChardev.Daemon.Hosting;
 /// <c>qmp_capabilities</c>, then <c>{"execute": ..., "arguments": ..., "id": ...}</c> answered by <c>return</c> or
 /// <c>error</c>. Commands: <c>query-status</c> (endpoints, options, failover, last checkpoints),
 /// <c>query-stats</c> (every counter), <c>qom-set</c> of compare_timeout, expired_scan_cycle and max_queue_size
-/// (path: the colo-compare object's id), <c>query-commands</c>. A bad line gets an error and the connection stays.
+/// (path: the colo-compare object's id), <c>query-commands</c>, bypass rules. A bad line gets an error and the
+/// connection stays. After negotiation, events arrive as QMP's do (<see cref="DaemonEvents"/>): divergences,
+/// checkpoint requests, checkpoints, failover.
 /// </summary>
 internal sealed class ControlServer : IAsyncDisposable
 {
@@ -25,17 +27,19 @@ internal sealed class ControlServer : IAsyncDisposable
     private readonly string _path;
     private readonly IReadOnlyList<ComparedNic> _nics;
     private readonly CheckpointCoordinator _coordinator;
+    private readonly DaemonEvents _events;
     private readonly ILogger _logger;
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _clients = [];
     private Task _accepting = Task.CompletedTask;
 
-    public ControlServer(string path, IReadOnlyList<ComparedNic> nics, CheckpointCoordinator coordinator, ILogger logger)
+    public ControlServer(string path, IReadOnlyList<ComparedNic> nics, CheckpointCoordinator coordinator, DaemonEvents events, ILogger logger)
     {
         _path = path;
         _nics = nics;
         _coordinator = coordinator;
+        _events = events;
         _logger = logger;
         if (UnixSocketFile.Exists(path))
         {
@@ -57,6 +61,21 @@ internal sealed class ControlServer : IAsyncDisposable
         {
             _listener.Dispose();
             throw new InvalidOperationException($"--control {path}: cannot listen there ({e.Message})", e);
+        }
+    }
+
+    /// <summary>Refuses, before anything starts, a path where no socket can be made: a file in the way or no directory.</summary>
+    /// <exception cref="InvalidOperationException">The path is unusable (the message starts with --control).</exception>
+    public static void EnsureUsable(string path)
+    {
+        string? directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        string? problem = File.Exists(path) && !UnixSocketFile.Exists(path) ? "a file that is not a socket is in the way"
+            : System.IO.Directory.Exists(path) ? "it is a directory"
+            : directory is not null && !System.IO.Directory.Exists(directory) ? $"no directory {directory}"
+            : null;
+        if (problem is not null)
+        {
+            throw new InvalidOperationException($"--control {path}: cannot listen there ({problem})");
         }
     }
 
@@ -118,9 +137,13 @@ internal sealed class ControlServer : IAsyncDisposable
         await using (var stream = new NetworkStream(socket, ownsSocket: false))
         {
             var reader = new StreamReader(stream, Encoding.UTF8);
+            using var writing = new SemaphoreSlim(1, 1);
+            using var leaving = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+            DaemonEvents.Subscriber? events = null;
+            Task pump = Task.CompletedTask;
             try
             {
-                await WriteAsync(stream, Greeting(), stopping).ConfigureAwait(false);
+                await WriteAsync(stream, writing, Greeting(), stopping).ConfigureAwait(false);
                 bool negotiated = false;
                 while (true)
                 {
@@ -136,13 +159,41 @@ internal sealed class ControlServer : IAsyncDisposable
                     }
 
                     byte[] reply = Handle(line, ref negotiated);
-                    await WriteAsync(stream, reply, stopping).ConfigureAwait(false);
+                    await WriteAsync(stream, writing, reply, stopping).ConfigureAwait(false);
+                    if (negotiated && events is null)
+                    {
+                        // As QMP: events flow once capabilities are negotiated, after the reply that ends negotiation.
+                        events = _events.Subscribe();
+                        pump = PumpEventsAsync(stream, writing, events, leaving.Token);
+                    }
                 }
             }
             catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
             {
                 DaemonLog.ControlClientClosed(_logger, e.Message);
             }
+            finally
+            {
+                events?.Dispose();
+                await leaving.CancelAsync().ConfigureAwait(false);
+                await pump.ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task PumpEventsAsync(NetworkStream stream, SemaphoreSlim writing, DaemonEvents.Subscriber events, CancellationToken leaving)
+    {
+        try
+        {
+            while (true)
+            {
+                byte[] json = await events.ReadAsync(leaving).ConfigureAwait(false);
+                await WriteAsync(stream, writing, json, leaving).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The client left (or the daemon is stopping): the request loop ends the connection.
         }
     }
 
@@ -172,10 +223,22 @@ internal sealed class ControlServer : IAsyncDisposable
         }
     }
 
-    private static async Task WriteAsync(NetworkStream stream, byte[] json, CancellationToken stopping)
+    /// <summary>One JSON line; replies and events take turns (<paramref name="writing"/>) so lines never interleave.</summary>
+    private static async Task WriteAsync(NetworkStream stream, SemaphoreSlim writing, byte[] json, CancellationToken cancellationToken)
     {
-        await stream.WriteAsync(json, stopping).ConfigureAwait(false);
-        await stream.WriteAsync("\r\n"u8.ToArray(), stopping).ConfigureAwait(false);
+        byte[] line = new byte[json.Length + 2];
+        json.CopyTo(line, 0);
+        line[^2] = (byte)'\r';
+        line[^1] = (byte)'\n';
+        await writing.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await stream.WriteAsync(line, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            writing.Release();
+        }
     }
 
     private static byte[] Greeting()
@@ -407,6 +470,18 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("flows", c.Flows);
             w.WriteNumber("outdev-backlog-bytes", nic.BacklogBytes);
             w.WriteEndObject();
+            w.WriteNumber("divergences", nic.Divergences);
+            if (nic.Capture is Captures.DivergenceCapture capture)
+            {
+                w.WriteStartObject("captures");
+                w.WriteString("directory", capture.Directory);
+                w.WriteString("file", capture.CurrentFile);
+                w.WriteNumber("written", capture.Written);
+                w.WriteNumber("skipped-busy", capture.SkippedBusy);
+                w.WriteNumber("failed", capture.Failed);
+                w.WriteEndObject();
+            }
+
             w.WriteStartArray("checkpoint-requests");
             foreach ((DateTimeOffset at, CheckpointReason reason, string flow, bool sent) in nic.RecentCheckpointRequests)
             {
@@ -460,6 +535,9 @@ internal sealed class ControlServer : IAsyncDisposable
             Map(w, "checkpoint-requests", Enum.GetValues<CheckpointReason>().Select(r => (r.ToString(), c.CheckpointRequestsBy(r))));
             w.WriteNumber("checkpoint-requests-unsent", nic.CheckpointsUnsent);
             w.WriteNumber("checkpoints", c.CheckpointsCompleted);
+            w.WriteNumber("divergences", nic.Divergences);
+            w.WriteNumber("captures-written", nic.Capture?.Written ?? 0);
+            w.WriteNumber("captures-skipped", (nic.Capture?.SkippedBusy ?? 0) + (nic.Capture?.Failed ?? 0));
             w.WriteNumber("flows", c.Flows);
             w.WriteNumber("flows-expired", c.FlowsExpired);
             w.WriteEndObject();

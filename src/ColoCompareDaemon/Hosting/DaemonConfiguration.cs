@@ -42,6 +42,9 @@ public sealed record DaemonConfiguration
     /// <summary>The control socket's path (<c>--control</c>); null for none.</summary>
     public string? ControlPath { get; init; }
 
+    /// <summary>Divergence captures (<c>--capture DIR</c>); null for none.</summary>
+    public Captures.CaptureSettings? Capture { get; init; }
+
     /// <summary>Where the Prometheus scrape endpoint listens (<c>--metrics</c>); null for nowhere.</summary>
     public MetricsEndpoint? Metrics { get; init; }
 

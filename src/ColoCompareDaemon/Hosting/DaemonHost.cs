@@ -10,6 +10,18 @@ internal static class DaemonHost
 {
     public static async Task<int> RunAsync(DaemonConfiguration configuration)
     {
+        // What can be checked before the host starts is checked here: a failure inside the host's start is logged by
+        // the host with a stack trace before Program prints its one line.
+        if (configuration.Capture is Captures.CaptureSettings capture)
+        {
+            Captures.DivergenceCapture.EnsureWritable(capture);
+        }
+
+        if (configuration.ControlPath is string control)
+        {
+            ControlServer.EnsureUsable(control);
+        }
+
         HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.SetMinimumLevel(configuration.LogLevel);
         builder.Logging.AddSimpleConsole(options =>

@@ -74,4 +74,7 @@ internal static partial class DaemonLog
 
     [LoggerMessage(EventId = 214, Level = LogLevel.Information, Message = "stopping: {Released} queued primary frames released, {Written} frames written to outdev on the way out")]
     public static partial void Stopped(ILogger logger, long released, long written);
+
+    [LoggerMessage(EventId = 223, Level = LogLevel.Debug, Message = "colo-compare '{Nic}': divergence {Number} ({Reason}) on {Flow}: {Detail}")]
+    public static partial void Diverged(ILogger logger, string nic, long number, CheckpointReason reason, string flow, string detail);
 }

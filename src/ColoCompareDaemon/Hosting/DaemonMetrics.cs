@@ -38,6 +38,9 @@ internal sealed class DaemonMetrics : IDisposable
         _meter.CreateObservableGauge("endpoint_connected", () => Each(n => Endpoints(n).Select(e => ((long)(e.Endpoint.IsConnected ? 1 : 0), Tag("endpoint", e.Name)))), "1", "1 while the chardev has a peer.");
         Histogram("queued_seconds", "How long released primary frames waited for comparison (ms resolution).", [.. nics.Select(n => (n.Counters.QueuedSeconds, Tag("nic", n.Id)))]);
         Histogram("checkpoint_duration_seconds", "Checkpoints seen over QMP: the primary's STOP to the flush of the queues.", [(checkpointSeconds, [])]);
+        _meter.CreateObservableCounter("divergences_total", () => Each(n => [(n.Divergences, [])]), "{divergence}", "Flows found diverging: every mismatch, and every timeout or full queue that asked for a checkpoint.");
+        _meter.CreateObservableCounter("captures_total", () => Each(n => n.Capture is null ? [] : [(n.Capture.Written, [])]), "{capture}", "Divergences written to capture files (--capture).");
+        _meter.CreateObservableCounter("captures_skipped_total", () => Each(n => n.Capture is null ? [] : [(n.Capture.SkippedBusy, Tag("reason", "Busy")), (n.Capture.Failed, Tag("reason", "WriteFailed"))]), "{capture}", "Divergences not captured: the writer was 32 MiB behind (Busy) or the file could not be written (WriteFailed).");
         _meter.CreateObservableCounter("endpoint_connections_total", () => Each(n => Endpoints(n).Select(e => (e.Endpoint.Statistics.Connections, Tag("endpoint", e.Name)))), "{connection}", "Connections made on the chardev (more than one: reconnects).");
     }
 

@@ -539,5 +539,9 @@ public class ReferenceVectorTests
         public void RequestCheckpoint(CheckpointReason reason, FlowKey flow)
         {
         }
+
+        public void Diverged(Divergence divergence)
+        {
+        }
     }
 }

@@ -77,6 +77,21 @@ public class CommandLineTests
         Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Debug, c.LogLevel);
     }
 
+    [Fact]
+    public void Capture_options_give_a_directory_and_its_limits_and_the_limits_have_defaults()
+    {
+        string[] nic = ["--primary-in", "tcp:127.0.0.1:1", "--secondary-in", "tcp:127.0.0.1:2,server", "--outdev", "tcp:127.0.0.1:3"];
+        Assert.Null(Parse(nic).Capture);
+        Assert.Equal(new ColoChardev.Daemon.Captures.CaptureSettings("/var/log/cc"), Parse([.. nic, "--capture", "/var/log/cc"]).Capture);
+        ColoChardev.Daemon.Captures.CaptureSettings c = Parse([.. nic, "--capture-files", "3", "--capture", "/tmp/c", "--capture-file-mb", "2", "--capture-packets", "10"]).Capture!;
+        Assert.Equal(new ColoChardev.Daemon.Captures.CaptureSettings("/tmp/c") { Files = 3, FileBytes = 2L << 20, PacketsPerSide = 10 }, c);
+        Assert.Equal(16L << 20, new ColoChardev.Daemon.Captures.CaptureSettings("x").FileBytes);
+        Assert.Contains("'--capture-files' needs --capture DIR", Error([.. nic, "--capture-files", "3"]), StringComparison.Ordinal);
+        Assert.Contains("'--capture-file-mb=0' must be a whole number from 1 to 65536", Error([.. nic, "--capture", "/tmp/c", "--capture-file-mb", "0"]), StringComparison.Ordinal);
+        Assert.Contains("'--capture-packets=many' must be a whole number", Error([.. nic, "--capture", "/tmp/c", "--capture-packets", "many"]), StringComparison.Ordinal);
+        Assert.Contains("'--capture' needs a directory", Error([.. nic, "--capture", ""]), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("0", 0)]
     [InlineData("60", 60_000)]
