@@ -62,6 +62,7 @@ public sealed partial class SystemdServiceTests : IAsyncLifetime
         Assert.Matches("(?m)^CapEff:\\s+0+$", status);
         Assert.Matches("(?m)^CapBnd:\\s+0+$", status);
         Assert.Matches("(?m)^NoNewPrivs:\\s+1$", status);
+        Assert.Matches("(?m)^Seccomp:\\s+2$", status); // SystemCallFilter=@system-service
         string mounts = await ReadInContainerAsync($"/proc/{unit["MainPID"]}/mountinfo");
         Assert.Matches(RootMountReadOnly(), mounts);
 
@@ -84,6 +85,8 @@ public sealed partial class SystemdServiceTests : IAsyncLifetime
         ProcessResult tshark = await ExternalProcess.RunAsync("tshark", ["-r", capture, "-T", "fields", "-e", "frame.interface_name"], TimeSpan.FromSeconds(60));
         Assert.True(tshark.ExitCode == 0, tshark.Output + await JournalAsync());
         Assert.Equal(["primary_in", "secondary_in"], tshark.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        ExecResult scrape = await _container.ExecAsync(["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9187 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"], _timeout.Token);
+        Assert.Contains("colo_compare_captures_total{nic=\"comp0\"} 1", scrape.Stdout, StringComparison.Ordinal);
         ExecResult query = await _container.ExecAsync(["/opt/colo-compare/colo-compare", "status", "/run/colo-compare/vm1/control.sock"], _timeout.Token);
         Assert.True(query.ExitCode == 0, query.Stderr);
         Assert.Contains("\"primary\": 1", query.Stdout, StringComparison.Ordinal);
@@ -141,7 +144,7 @@ public sealed partial class SystemdServiceTests : IAsyncLifetime
             + " -chardev socket,id=compare1,path=/run/qemu/vm1/secondary-in.sock,server=on,wait=off"
             + " -chardev socket,id=compare_out0,path=/run/qemu/vm1/outdev.sock"
             + " -object colo-compare,id=comp0,primary_in=compare0-0,secondary_in=compare1,outdev=compare_out0,compare_timeout=60000"
-            + " --capture /var/log/colo-compare/vm1 --summary-interval 1\n");
+            + " --capture /var/log/colo-compare/vm1 --metrics 127.0.0.1:9187 --summary-interval 1\n");
         Directory.CreateDirectory(Sockets);
         Directory.CreateDirectory(Logs);
     }

@@ -20,7 +20,7 @@ public sealed class SystemdUnitTests : IDisposable
         string apphost = Path.Combine(AppContext.BaseDirectory, "colo-compare");
         Assert.True(File.Exists(apphost), apphost);
         string unit = await File.ReadAllTextAsync(Packaging("colo-compare@.service"));
-        foreach (string line in new[] { "Type=notify", "ExecStart=/usr/local/lib/colo-compare/colo-compare $COLO_COMPARE_ARGS --control /run/colo-compare/%i/control.sock", "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" })
+        foreach (string line in new[] { "Type=notify", "ExecStart=/usr/local/lib/colo-compare/colo-compare $COLO_COMPARE_ARGS --control /run/colo-compare/%i/control.sock", "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service" })
         {
             Assert.Contains("\n" + line + "\n", unit, StringComparison.Ordinal);
         }
