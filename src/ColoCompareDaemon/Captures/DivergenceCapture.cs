@@ -18,6 +18,9 @@ public sealed record CaptureSettings(string Directory)
 
     /// <summary>Queued packets written per side and divergence (the oldest ones: where the comparison stopped).</summary>
     public int PacketsPerSide { get; init; } = 64;
+
+    /// <summary>Bytes copied and not yet written beyond which further divergences are skipped (counted as busy).</summary>
+    public long PendingLimitBytes { get; init; } = 32L * 1024 * 1024;
 }
 
 /// <summary>
@@ -30,15 +33,13 @@ public sealed record CaptureSettings(string Directory)
 /// </summary>
 internal sealed partial class DivergenceCapture : IAsyncDisposable
 {
-    /// <summary>Bytes copied and not yet written beyond which further divergences are skipped.</summary>
-    private const long PendingLimitBytes = 32L * 1024 * 1024;
     private readonly CaptureSettings _settings;
     private readonly string _nic;
     private readonly string _prefix;
     private readonly (string Name, string Description)[] _interfaces;
     private readonly ILogger _logger;
     private readonly Channel<Record> _queue = Channel.CreateUnbounded<Record>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly Task _writer;
+    private Task _writer = Task.CompletedTask;
     private long _pendingBytes;
     private long _written;
     private long _skippedBusy;
@@ -59,8 +60,10 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
         _logger = logger;
         EnsureWritable(settings);
         _fileNumber = ExistingFiles().Select(f => f.Number).DefaultIfEmpty(0).Max();
-        _writer = Task.Run(WriteAsync);
     }
+
+    /// <summary>Starts writing what <see cref="Enqueue"/> copies (until then it waits, within the pending limit).</summary>
+    public void Start() => _writer = Task.Run(WriteAsync);
 
     /// <summary>Creates the capture directory if needed and checks that files can be made there.</summary>
     /// <exception cref="InvalidOperationException">They cannot (the message starts with --capture and says why).</exception>
@@ -83,7 +86,7 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
     /// <summary>Divergences written to a file.</summary>
     public long Written => Interlocked.Read(ref _written);
 
-    /// <summary>Divergences not captured because 32 MiB of earlier ones still waited for the disk.</summary>
+    /// <summary>Divergences not captured because earlier ones (32 MiB by default) still waited for the disk.</summary>
     public long SkippedBusy => Interlocked.Read(ref _skippedBusy);
 
     /// <summary>Divergences not captured because writing failed (disk full, directory gone, ...).</summary>
@@ -119,7 +122,7 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
 
         // One divergence is always taken when nothing waits, however large --capture-packets made it.
         long before = Interlocked.Add(ref _pendingBytes, bytes) - bytes;
-        if (before > 0 && before + bytes > PendingLimitBytes)
+        if (before > 0 && before + bytes > _settings.PendingLimitBytes)
         {
             Interlocked.Add(ref _pendingBytes, -bytes);
             Interlocked.Increment(ref _skippedBusy);

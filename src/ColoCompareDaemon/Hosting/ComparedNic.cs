@@ -121,6 +121,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         _writer = Run("outdev writer", () => WriteOutdevAsync(stopping), stopping);
         _loops.Add(_writer);
         _loops.Add(Run("clock", () => TickAsync(stopping), stopping));
+        Capture?.Start();
         if (Notify is not null)
         {
             _loops.Add(Run("notify_dev", () => Notify.RunAsync(stopping), stopping));

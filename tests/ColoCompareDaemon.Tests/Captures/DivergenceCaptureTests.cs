@@ -26,7 +26,7 @@ public sealed class DivergenceCaptureTests : IDisposable
         byte[] p1 = Frames.Tcp(1000, "0123456789");
         byte[] p2 = Frames.Tcp(1010, "abcdefghij");
         byte[] s1 = Frames.Tcp(1000, "01234X6789", mac: 2);
-        await using (var capture = new DivergenceCapture(settings, "comp0", "tcp:127.0.0.1:9001", "tcp:127.0.0.1:9002", NullLogger.Instance))
+        await using (var capture = Started(new DivergenceCapture(settings, "comp0", "tcp:127.0.0.1:9001", "tcp:127.0.0.1:9002", NullLogger.Instance)))
         {
             var engine = new CompareEngine(new CompareOptions(), new CapturingActions(capture));
             engine.OnPrimary(ChardevFrame.Rent(p1, 0), 1000);
@@ -62,7 +62,7 @@ public sealed class DivergenceCaptureTests : IDisposable
     public async Task Files_rotate_by_size_and_only_the_newest_are_kept()
     {
         var settings = new CaptureSettings(_directory) { FileBytes = 4096, Files = 3 };
-        await using (var capture = new DivergenceCapture(settings, "nic/1", "a", "b", NullLogger.Instance))
+        await using (var capture = Started(new DivergenceCapture(settings, "nic/1", "a", "b", NullLogger.Instance)))
         {
             var engine = new CompareEngine(new CompareOptions(), new CapturingActions(capture));
             for (int i = 0; i < 12; i++)
@@ -102,7 +102,7 @@ public sealed class DivergenceCaptureTests : IDisposable
     {
         var settings = new CaptureSettings(_directory) { PacketsPerSide = 2 };
         string file;
-        await using (var capture = new DivergenceCapture(settings, "comp0", "a", "b", NullLogger.Instance))
+        await using (var capture = Started(new DivergenceCapture(settings, "comp0", "a", "b", NullLogger.Instance)))
         {
             var engine = new CompareEngine(new CompareOptions { MaxQueueSize = 5 }, new CapturingActions(capture));
             for (int i = 0; i < 5; i++)
@@ -125,7 +125,7 @@ public sealed class DivergenceCaptureTests : IDisposable
     {
         string notADirectory = Path.Combine(_directory, "file");
         File.WriteAllText(notADirectory, "x");
-        var e = Assert.Throws<InvalidOperationException>(() => new DivergenceCapture(new CaptureSettings(notADirectory), "comp0", "a", "b", NullLogger.Instance));
+        var e = Assert.Throws<InvalidOperationException>(() => Started(new DivergenceCapture(new CaptureSettings(notADirectory), "comp0", "a", "b", NullLogger.Instance)));
         Assert.StartsWith($"--capture {notADirectory}: cannot write there", e.Message, StringComparison.Ordinal);
     }
 
@@ -133,12 +133,40 @@ public sealed class DivergenceCaptureTests : IDisposable
     public async Task A_restarted_daemon_starts_a_new_file_after_the_ones_already_there()
     {
         await File.WriteAllBytesAsync(Path.Combine(_directory, "comp0-000007.pcapng"), []);
-        await using var capture = new DivergenceCapture(new CaptureSettings(_directory), "comp0", "a", "b", NullLogger.Instance);
+        await using var capture = Started(new DivergenceCapture(new CaptureSettings(_directory), "comp0", "a", "b", NullLogger.Instance));
         var engine = new CompareEngine(new CompareOptions(), new CapturingActions(capture));
         engine.OnPrimary(ChardevFrame.Rent(Frames.Udp("A"), 0), 0);
         engine.OnSecondary(ChardevFrame.Rent(Frames.Udp("B", mac: 2), 0), 0);
         await WaitAsync(() => capture.Written == 1);
         Assert.Equal(Path.Combine(_directory, "comp0-000008.pcapng"), capture.CurrentFile);
+    }
+
+    [Fact]
+    public async Task While_earlier_captures_wait_for_the_disk_beyond_the_limit_further_ones_are_skipped_and_counted()
+    {
+        var settings = new CaptureSettings(_directory) { PendingLimitBytes = 1 };
+        await using var capture = new DivergenceCapture(settings, "comp0", "a", "b", NullLogger.Instance);
+        var actions = new CapturingActions(capture, expectTaken: false);
+        var engine = new CompareEngine(new CompareOptions(), actions);
+        for (ushort port = 1; port <= 3; port++)
+        {
+            engine.OnPrimary(ChardevFrame.Rent(Frames.Udp("A", sourcePort: port), 0), 0);
+            engine.OnSecondary(ChardevFrame.Rent(Frames.Udp("B", sourcePort: port, mac: 2), 0), 0);
+        }
+
+        // The writer is not started yet: the first divergence is taken (nothing waited), the next two are not.
+        Assert.Equal([true, false, false], actions.Taken);
+        Assert.Equal(2, capture.SkippedBusy);
+        capture.Start();
+        await WaitAsync(() => capture.Written == 1);
+        string[] comments = await TsharkAsync(capture.CurrentFile!, "frame.comment");
+        Assert.All(comments, c => Assert.StartsWith("colo-compare divergence 1:", c, StringComparison.Ordinal));
+    }
+
+    private static DivergenceCapture Started(DivergenceCapture capture)
+    {
+        capture.Start();
+        return capture;
     }
 
     private static async Task WaitAsync(Func<bool> condition)
@@ -173,9 +201,11 @@ public sealed class DivergenceCaptureTests : IDisposable
         return [.. json.RootElement.EnumerateArray().Select(p => p.GetProperty("_source").GetProperty("layers").GetProperty("frame_raw")[0].GetString()!.ToUpperInvariant())];
     }
 
-    private sealed class CapturingActions(DivergenceCapture capture) : ICompareActions
+    private sealed class CapturingActions(DivergenceCapture capture, bool expectTaken = true) : ICompareActions
     {
         private long _number;
+
+        public List<bool> Taken { get; } = [];
 
         public void Release(ChardevFrame frame, ReleaseReason reason) => frame.Dispose();
 
@@ -185,6 +215,11 @@ public sealed class DivergenceCaptureTests : IDisposable
         {
         }
 
-        public void Diverged(Divergence divergence) => Assert.True(capture.Enqueue(divergence, ++_number, divergence.Describe(), DateTimeOffset.UtcNow));
+        public void Diverged(Divergence divergence)
+        {
+            bool taken = capture.Enqueue(divergence, ++_number, divergence.Describe(), DateTimeOffset.UtcNow);
+            Taken.Add(taken);
+            Assert.True(taken || !expectTaken);
+        }
     }
 }
