@@ -57,10 +57,10 @@ internal static class Usage
           colo-compare qmp ADDRESS --events [NAME...]
                                               print QMP events as JSON lines until interrupted (Ctrl-C)
           colo-compare status PATH            a running daemon's endpoints, options, queues, last checkpoints
-          colo-compare events PATH [NAME...]  its events as JSON lines until interrupted: COLO_COMPARE_DIVERGENCE,
-                                              _CHECKPOINT_REQUEST, _CHECKPOINT, _FAILOVER, _EVENTS_LOST
           colo-compare stats PATH             its counters (PATH: its --control socket); more with
                                               colo-compare qmp unix:PATH qom-set '{"path":"ID","property":...}'
+          colo-compare events PATH [NAME...]  its events as JSON lines until interrupted: COLO_COMPARE_DIVERGENCE,
+                                              _CHECKPOINT_REQUEST, _CHECKPOINT, _FAILOVER, _EVENTS_LOST
 
         Chardev socket specs (QEMU's -chardev socket syntax):
           socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=SECONDS][,nodelay=on|off]
