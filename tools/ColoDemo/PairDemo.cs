@@ -26,7 +26,8 @@ internal static partial class PairDemo
         var started = Stopwatch.StartNew();
         var client = new List<string>();
         bool ok = true;
-        await using ColoPair pair = await ColoPair.StartAsync(new ColoPairOptions { SummaryIntervalSeconds = 1 });
+        string captures = Directory.CreateTempSubdirectory("colo-demo-captures-").FullName;
+        await using ColoPair pair = await ColoPair.StartAsync(new ColoPairOptions { SummaryIntervalSeconds = 1, DaemonArguments = ["--capture", captures] });
         Console.WriteLine($"COLO running after {started.Elapsed.TotalSeconds:F1} s. Client {pair.ClientNamespace.Name}:10.0.0.1, guest {pair.GuestAddress}; state in {pair.Directory}");
 
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
@@ -108,10 +109,43 @@ internal static partial class PairDemo
         }
 
         Console.WriteLine();
+        Console.WriteLine($"Divergence captures (--capture {captures}), the last divergence as tshark reads it:");
+        ok &= await PrintLastCaptureAsync(captures);
+
+        Console.WriteLine();
         Console.WriteLine("Stopping the pair (every process by PID, the namespace removed) ...");
         await pair.DisposeAsync();
         Console.WriteLine(ok ? "Demo finished: every check passed." : "Demo finished with a FAILED check (see above).");
         return ok ? 0 : 1;
+    }
+
+    /// <summary>The packets of the newest divergence in the capture files: side, TCP payload length, comment.</summary>
+    private static async Task<bool> PrintLastCaptureAsync(string directory)
+    {
+        string? file = Directory.GetFiles(directory, "*.pcapng").Order(StringComparer.Ordinal).LastOrDefault();
+        if (file is null)
+        {
+            Console.WriteLine("  no capture file: FAILED");
+            return false;
+        }
+
+        ProcessResult tshark = await ExternalProcess.RunAsync("tshark", ["-r", file, "-T", "fields", "-E", "separator=|", "-e", "frame.interface_name", "-e", "tcp.len", "-e", "frame.comment"], TimeSpan.FromSeconds(60));
+        if (tshark.ExitCode != 0)
+        {
+            Console.WriteLine($"  tshark -r {file} failed: {tshark.StandardError.Trim()}");
+            return false;
+        }
+
+        string[] rows = tshark.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string last = rows.Length == 0 ? string.Empty : rows[^1].Split('|')[^1].Split(':')[0];
+        Console.WriteLine($"  tshark -r {file}: {rows.Length} packets; {last}:");
+        foreach (string row in rows.Where(r => r.Split('|')[^1].StartsWith(last + ":", StringComparison.Ordinal)))
+        {
+            string[] fields = row.Split('|');
+            Console.WriteLine($"    {fields[0],-12} {fields[1],4} bytes of TCP payload  {fields[2][(last.Length + 2)..]}");
+        }
+
+        return rows.Any(r => r.Contains(", the diverging one", StringComparison.Ordinal));
     }
 
     private static List<(DateTimeOffset Stop, double Ms)> Checkpoints(QmpEventSubscription events)
