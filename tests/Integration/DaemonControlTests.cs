@@ -130,9 +130,14 @@ public sealed class DaemonControlTests : IDisposable
         await rig.SendNotifyAsync("COLO_CHECKPOINT");
         Assert.Single(await rig.ReadReleasedAsync(1));
 
-        // Added at run time, port 54 passes too; the rule shows in query-bypass and status; removing it is logged.
+        // Added at run time, port 54 passes too, starting with what it has queued (which must not be overtaken);
+        // the rule shows in query-bypass and status; removing it is logged.
+        byte[] queued = Udp("queued before the rule", port: 54);
+        await rig.SendPrimaryAsync(queued);
+        await rig.Daemon.WaitForLineAsync("queued 1/0", TimeSpan.FromSeconds(10));
         ProcessResult added = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "qmp", $"unix:{path}", "bypass-add", """{"path": "comp0", "rule": "port=54,proto=udp"}"""], TimeSpan.FromSeconds(30));
         Assert.True(added.ExitCode == 0, added.Output);
+        Assert.Equal([Convert.ToHexString(queued)], await rig.ReadReleasedAsync(1));
         ProcessResult twice = await ExternalProcess.RunAsync("dotnet", [DaemonProcess.AssemblyPath, "qmp", $"unix:{path}", "bypass-add", """{"path": "comp0", "rule": "proto=udp,port=54"}"""], TimeSpan.FromSeconds(30));
         Assert.Contains("is already there", twice.StandardOutput, StringComparison.Ordinal);
         byte[] late = Udp("primary, later", port: 54);
@@ -147,7 +152,7 @@ public sealed class DaemonControlTests : IDisposable
         Assert.Single(nic.GetProperty("checkpoint-requests").EnumerateArray()); // only port 54's first difference
         using JsonDocument stats = await CommandAsync("stats", path);
         JsonElement counts = stats.RootElement.GetProperty("nics")[0];
-        Assert.Equal(2, counts.GetProperty("released-by").GetProperty("Bypass").GetInt64());
+        Assert.Equal(3, counts.GetProperty("released-by").GetProperty("Bypass").GetInt64());
         Assert.Equal(2, counts.GetProperty("secondary-dropped-by").GetProperty("Bypass").GetInt64());
         Assert.Equal(1, counts.GetProperty("mismatches").GetProperty("Udp").GetInt64());
 

@@ -65,7 +65,21 @@ public sealed partial class CompareEngine
             return "vnet_hdr_support cannot change at run time: it is the framing of the connected chardevs";
         }
 
+        bool newRules = !ReferenceEquals(options.Bypass, _options.Bypass) && options.Bypass.Count > 0;
         _options = options;
+        if (newRules)
+        {
+            // A flow that is bypassed from now on must not have its next packets overtake the ones it has queued:
+            // those go out first, uncompared, as the rule says.
+            foreach (Flow flow in _flowList)
+            {
+                if (!flow.IsEmpty && Bypassed(flow.Id.Key))
+                {
+                    ReleaseQueued(flow, ReleaseReason.Bypass, DropReason.Bypass);
+                }
+            }
+        }
+
         return null;
     }
 
@@ -553,36 +567,43 @@ public sealed partial class CompareEngine
     {
         foreach (Flow flow in _flowList)
         {
-            bool tcp = flow.Protocol == CompareProtocol.Tcp;
-            while (flow.Primary.Count > 0)
-            {
-                ref QueuedPacket head = ref flow.Primary.Head;
-                if (tcp)
-                {
-                    // The secondary now holds the primary's state: it goes on from the primary's sequence and ACK.
-                    if (head.DataLength > 0)
-                    {
-                        flow.ComparedSeq = flow.HasComparedSeq ? SeqNumber.Max(flow.ComparedSeq, head.SeqEnd) : head.SeqEnd;
-                        flow.HasComparedSeq = true;
-                    }
+            ReleaseQueued(flow, release, drop);
+        }
+    }
 
-                    if (head.HasAck)
-                    {
-                        flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, head.Ack) : head.Ack;
-                        flow.HasSecondaryAck = true;
-                    }
+    /// <summary>Releases a flow's queued primary packets in order and drops its secondary ones; the flow goes on from the primary's state.</summary>
+    private void ReleaseQueued(Flow flow, ReleaseReason release, DropReason drop)
+    {
+        bool tcp = flow.Protocol == CompareProtocol.Tcp;
+        while (flow.Primary.Count > 0)
+        {
+            ref QueuedPacket head = ref flow.Primary.Head;
+            if (tcp)
+            {
+                // The flow goes on from the primary's sequence and ACK: after a checkpoint the secondary holds that
+                // state; after a bypass rule, comparison resumes there should the rule be removed.
+                if (head.DataLength > 0)
+                {
+                    flow.ComparedSeq = flow.HasComparedSeq ? SeqNumber.Max(flow.ComparedSeq, head.SeqEnd) : head.SeqEnd;
+                    flow.HasComparedSeq = true;
                 }
 
-                ReleasePrimaryAt(flow, 0, release);
+                if (head.HasAck)
+                {
+                    flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, head.Ack) : head.Ack;
+                    flow.HasSecondaryAck = true;
+                }
             }
 
-            while (flow.Secondary.Count > 0)
-            {
-                DropSecondaryAt(flow, 0, drop);
-            }
-
-            flow.Diverged = false;
+            ReleasePrimaryAt(flow, 0, release);
         }
+
+        while (flow.Secondary.Count > 0)
+        {
+            DropSecondaryAt(flow, 0, drop);
+        }
+
+        flow.Diverged = false;
     }
 
     private void ReleasePrimaryAt(Flow flow, int index, ReleaseReason reason)

@@ -279,7 +279,10 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
-    /// <summary>Adds a bypass rule (from the next packet on); false when an equal rule is already there.</summary>
+    /// <summary>
+    /// Adds a bypass rule: matching flows' queued primary packets are released at once (in order), later ones pass
+    /// uncompared. False when an equal rule is already there.
+    /// </summary>
     public bool AddBypass(BypassRule rule)
     {
         lock (_engineLock)
@@ -291,6 +294,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             }
 
             _engine.UpdateOptions(current with { Bypass = [.. current.Bypass, rule] });
+            PublishReleased(); // what matching flows had queued goes out now, not at the next tick
             return true;
         }
     }

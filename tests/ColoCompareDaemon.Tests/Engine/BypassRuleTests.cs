@@ -82,6 +82,32 @@ public class BypassRuleTests
     }
 
     [Fact]
+    public void A_rule_added_while_its_flow_has_packets_queued_releases_them_first_in_order()
+    {
+        var h = new EngineHarness();
+        byte[] first = Tcp("10.0.0.2", "10.0.0.1", 3389, 50000, "frame one", seq: 100);
+        byte[] second = Tcp("10.0.0.2", "10.0.0.1", 3389, 50000, "frame two", seq: 109);
+        byte[] other = Tcp("10.0.0.2", "10.0.0.1", 80, 50000, "not bypassed");
+        h.P(first);
+        h.P(second);
+        h.P(other);
+        h.S(Tcp("10.0.0.2", "10.0.0.1", 3389, 50000, "frame 1!!", seq: 100, mac: 2));
+        Assert.Empty(h.Released);
+        Assert.Equal(CheckpointReason.Mismatch, Assert.Single(h.Requests).Reason);
+
+        Assert.Null(h.Engine.UpdateOptions(h.Engine.Options with { Bypass = [BypassRule.Parse("port=3389")] }));
+        Assert.Equal([first, second], h.Released);
+        Assert.Equal([ReleaseReason.Bypass, ReleaseReason.Bypass], h.ReleaseReasons);
+        Assert.Equal(DropReason.Bypass, h.Dropped[^1].Reason);
+        Assert.Equal(1, h.Counters.PrimaryQueued); // port 80 is not the rule's: still waiting for its twin
+
+        byte[] third = Tcp("10.0.0.2", "10.0.0.1", 3389, 50000, "frame three", seq: 118);
+        h.P(third);
+        Assert.Equal([first, second, third], h.Released);
+        Assert.Equal(h.Counters.PrimaryAccepted, h.Counters.PrimaryReleased + h.Counters.PrimaryDropped + h.Counters.PrimaryQueued);
+    }
+
+    [Fact]
     public void Rules_change_at_run_time_for_the_packets_that_follow()
     {
         var h = new EngineHarness();
