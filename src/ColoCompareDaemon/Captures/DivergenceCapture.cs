@@ -72,7 +72,16 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(settings);
         try
         {
-            System.IO.Directory.CreateDirectory(settings.Directory);
+            // Captures hold guest traffic: a directory made here is the daemon user's only, files are 0600.
+            if (OperatingSystem.IsWindows())
+            {
+                System.IO.Directory.CreateDirectory(settings.Directory);
+            }
+            else
+            {
+                System.IO.Directory.CreateDirectory(settings.Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+
             string probe = Path.Combine(settings.Directory, $".colo-compare-{Environment.ProcessId}.probe");
             File.WriteAllBytes(probe, []);
             File.Delete(probe);
@@ -225,7 +234,13 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
     {
         _fileNumber++;
         string path = Path.Combine(_settings.Directory, string.Create(CultureInfo.InvariantCulture, $"{_prefix}-{_fileNumber:D6}.pcapng"));
-        var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read | FileShare.Delete);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.Read | FileShare.Delete };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        var file = new FileStream(path, options);
         var header = new ArrayBufferWriter<byte>(1024);
         var pcap = new PcapNgWriter(header);
         string version = typeof(DivergenceCapture).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";

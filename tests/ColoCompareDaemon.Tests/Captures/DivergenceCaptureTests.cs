@@ -37,6 +37,7 @@ public sealed class DivergenceCaptureTests : IDisposable
         }
 
         Assert.Equal(Path.Combine(_directory, "comp0-000001.pcapng"), file);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, Mode(file)); // guest traffic: owner only
         string[] rows = await TsharkAsync(file, "frame.interface_name", "eth.src", "tcp.seq_raw", "tcp.len", "frame.comment");
         Assert.Equal(3, rows.Length);
         Assert.Equal(["primary_in", "primary_in", "secondary_in"], rows.Select(r => r.Split('|')[0]));
@@ -121,6 +122,15 @@ public sealed class DivergenceCaptureTests : IDisposable
     }
 
     [Fact]
+    public void A_capture_directory_the_daemon_makes_is_its_users_only()
+    {
+        string made = Path.Combine(_directory, "new", "captures");
+        DivergenceCapture.EnsureWritable(new CaptureSettings(made));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, Mode(made));
+        Assert.Empty(Directory.GetFileSystemEntries(made)); // the probe file is gone
+    }
+
+    [Fact]
     public void A_directory_that_cannot_be_written_is_refused_with_one_sentence()
     {
         string notADirectory = Path.Combine(_directory, "file");
@@ -162,6 +172,8 @@ public sealed class DivergenceCaptureTests : IDisposable
         string[] comments = await TsharkAsync(capture.CurrentFile!, "frame.comment");
         Assert.All(comments, c => Assert.StartsWith("colo-compare divergence 1:", c, StringComparison.Ordinal));
     }
+
+    private static UnixFileMode Mode(string path) => OperatingSystem.IsWindows() ? UnixFileMode.None : File.GetUnixFileMode(path);
 
     private static DivergenceCapture Started(DivergenceCapture capture)
     {
