@@ -60,7 +60,7 @@ internal static class Usage
           colo-compare stats PATH             its counters (PATH: its --control socket); more with
                                               colo-compare qmp unix:PATH qom-set '{"path":"ID","property":...}'
           colo-compare events PATH [NAME...]  its events as JSON lines until interrupted: COLO_COMPARE_DIVERGENCE,
-                                              _CHECKPOINT_REQUEST, _CHECKPOINT, _FAILOVER, _EVENTS_LOST
+                                              _CHECKPOINT_REQUEST, _CHECKPOINT, _FAILOVER, _CHARDEV, ...
 
         Chardev socket specs (QEMU's -chardev socket syntax):
           socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=SECONDS][,nodelay=on|off]

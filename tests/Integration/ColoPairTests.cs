@@ -71,7 +71,7 @@ public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper outpu
 
         // Each VM answers /cgi-bin/vm with its own text: the divergence is announced on the control socket, then
         // the checkpoint real QEMU made for it (or a periodic one: both release what was held).
-        string[] around = ["COLO_COMPARE_DIVERGENCE", "COLO_COMPARE_CHECKPOINT_REQUEST", "COLO_COMPARE_CHECKPOINT"];
+        string[] around = ["COLO_COMPARE_DIVERGENCE", "COLO_COMPARE_CHECKPOINT_REQUEST", "COLO_COMPARE_CHECKPOINT", "COLO_COMPARE_CHARDEV"];
         JsonElement divergence;
         do
         {

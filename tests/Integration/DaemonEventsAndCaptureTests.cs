@@ -167,6 +167,24 @@ public sealed class DaemonEventsAndCaptureTests : IDisposable
     }
 
     [Fact]
+    public async Task A_chardev_peer_leaving_and_coming_back_is_announced()
+    {
+        string control = Path.Combine(_directory, "control.sock");
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--control", control]), _timeout.Token);
+        await rig.Daemon.WaitForLineAsync($"control socket at {control}", TimeSpan.FromSeconds(10));
+        await using ControlSocketClient events = await ControlSocketClient.ConnectAsync(control, _timeout.Token);
+
+        // The secondary's red1 goes away (its QEMU restarted, say), then reconnects.
+        await rig.Secondary.DisposeAsync();
+        JsonElement gone = await events.NextEventAsync("COLO_COMPARE_CHARDEV");
+        Assert.Equal(("secondary_in", false, 1), (gone.GetProperty("endpoint").GetString(), gone.GetProperty("connected").GetBoolean(), gone.GetProperty("connections").GetInt32()));
+        Assert.Equal($"127.0.0.1:{rig.SecondaryPort}", gone.GetProperty("address").GetString());
+        await using ChardevProtocol.Endpoints.ChardevConnection again = await rig.SecondaryClient.ConnectAsync(_timeout.Token);
+        JsonElement back = await events.NextEventAsync("COLO_COMPARE_CHARDEV");
+        Assert.Equal(("secondary_in", true, 2), (back.GetProperty("endpoint").GetString(), back.GetProperty("connected").GetBoolean(), back.GetProperty("connections").GetInt32()));
+    }
+
+    [Fact]
     public async Task A_capture_directory_that_cannot_be_written_stops_the_daemon_with_one_line()
     {
         string file = Path.Combine(_directory, "a-file");

@@ -40,6 +40,12 @@ public sealed class ChardevEndpoint : IAsyncDisposable
     /// <summary>Whether a peer is connected now (a connection was handed out and is not yet disposed).</summary>
     public bool IsConnected => Volatile.Read(ref _connected) == 1;
 
+    /// <summary>
+    /// Raised when a peer connects (true) and when its connection ends (false), on whichever thread saw it. Handlers
+    /// must return at once (they may run on a socket completion).
+    /// </summary>
+    public event Action<ChardevEndpoint, bool>? ConnectionChanged;
+
     /// <summary>The blocks this endpoint's connections read into and write from.</summary>
     internal ReusableMemoryPool PipeMemory { get; }
 
@@ -141,6 +147,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 
             var connection = new ChardevConnection(this, socket, peer);
             Volatile.Write(ref _connected, 1);
+            ConnectionChanged?.Invoke(this, true);
             return connection;
         }
         catch
@@ -221,6 +228,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
     {
         Volatile.Write(ref _connected, 0);
         _peerSlot.Release();
+        ConnectionChanged?.Invoke(this, false);
     }
 
     private async ValueTask<(Socket Socket, string Peer)> AcceptAsync(CancellationToken cancellationToken)

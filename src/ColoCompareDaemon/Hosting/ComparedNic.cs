@@ -69,6 +69,18 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         {
             Notify = new XenNotifyChannel(this, new ChardevEndpoint(configuration.NotifyDev, options, endpointLogger), _logger);
         }
+
+        foreach ((string name, ChardevEndpoint? endpoint) in Endpoints)
+        {
+            endpoint.ConnectionChanged += (_, connected) => _events.Publish(DaemonEvents.Chardev, w =>
+            {
+                w.WriteString("id", Id);
+                w.WriteString("endpoint", name);
+                w.WriteString("address", endpoint.Spec.Address);
+                w.WriteBoolean("connected", connected);
+                w.WriteNumber("connections", endpoint.Statistics.Connections);
+            });
+        }
     }
 
     public string Id => _configuration.Id;
@@ -81,6 +93,12 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
     /// <summary>Xen's notify_dev channel, when configured: checkpoints are then requested and signalled there.</summary>
     public XenNotifyChannel? Notify { get; }
+
+    /// <summary>Every chardev of this NIC with QEMU's name for its role.</summary>
+    public IEnumerable<(string Name, ChardevEndpoint Endpoint)> Endpoints =>
+        new (string, ChardevEndpoint?)[] { ("primary_in", PrimaryIn), ("secondary_in", SecondaryIn), ("outdev", OutDev), ("notify_dev", Notify?.Endpoint) }
+            .Where(e => e.Item2 is not null)
+            .Select(e => (e.Item1, e.Item2!));
 
     /// <summary>The engine's accounting (readable from any thread).</summary>
     public CompareCounters Counters => _engine.Counters;

@@ -17,7 +17,7 @@ namespace ColoChardev.Daemon.Hosting;
 /// <c>query-stats</c> (every counter), <c>qom-set</c> of compare_timeout, expired_scan_cycle and max_queue_size
 /// (path: the colo-compare object's id), <c>query-commands</c>, bypass rules. A bad line gets an error and the
 /// connection stays. After negotiation, events arrive as QMP's do (<see cref="DaemonEvents"/>): divergences,
-/// checkpoint requests, checkpoints, failover.
+/// checkpoint requests, checkpoints, failover, chardev connections.
 /// </summary>
 internal sealed class ControlServer : IAsyncDisposable
 {
@@ -446,13 +446,8 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteBoolean("vnet_hdr_support", options.VnetHdrSupport);
             WriteRules(w, "bypass", options);
             w.WriteStartObject("endpoints");
-            foreach ((string name, ChardevProtocol.Endpoints.ChardevEndpoint? endpoint) in new[] { ("primary_in", nic.PrimaryIn), ("secondary_in", nic.SecondaryIn), ("outdev", nic.OutDev), ("notify_dev", nic.Notify?.Endpoint) })
+            foreach ((string name, ChardevEndpoint endpoint) in nic.Endpoints)
             {
-                if (endpoint is null)
-                {
-                    continue;
-                }
-
                 w.WriteStartObject(name);
                 w.WriteString("address", endpoint.Spec.Address);
                 w.WriteBoolean("server", endpoint.Spec.Server);

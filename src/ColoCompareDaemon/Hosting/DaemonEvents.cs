@@ -16,6 +16,7 @@ internal sealed class DaemonEvents
     public const string CheckpointRequest = "COLO_COMPARE_CHECKPOINT_REQUEST";
     public const string Checkpoint = "COLO_COMPARE_CHECKPOINT";
     public const string Failover = "COLO_COMPARE_FAILOVER";
+    public const string Chardev = "COLO_COMPARE_CHARDEV";
     public const string EventsLost = "COLO_COMPARE_EVENTS_LOST";
 
     /// <summary>Events held for one subscriber that is not reading.</summary>

@@ -74,10 +74,7 @@ internal sealed class DaemonMetrics : IDisposable
             (nic.OutdevLost, [new("side", "primary"), new("reason", "OutdevWriteFailed")]),
         ]);
 
-    private static IEnumerable<(string Name, ChardevEndpoint Endpoint)> Endpoints(ComparedNic nic) =>
-        new (string, ChardevEndpoint?)[] { ("primary_in", nic.PrimaryIn), ("secondary_in", nic.SecondaryIn), ("outdev", nic.OutDev), ("notify_dev", nic.Notify?.Endpoint) }
-            .Where(e => e.Item2 is not null)
-            .Select(e => (e.Item1, e.Item2!));
+    private static IEnumerable<(string Name, ChardevEndpoint Endpoint)> Endpoints(ComparedNic nic) => nic.Endpoints;
 
     private IEnumerable<Measurement<long>> Each(Func<ComparedNic, IEnumerable<(long Value, KeyValuePair<string, object?>[] Tags)>> read)
     {

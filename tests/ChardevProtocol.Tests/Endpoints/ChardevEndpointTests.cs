@@ -154,6 +154,30 @@ public sealed class ChardevEndpointTests : IDisposable
     }
 
     [Fact]
+    public async Task Connection_changes_are_announced_when_a_peer_comes_and_when_its_connection_ends()
+    {
+        await using var server = new ChardevEndpoint(ChardevSocketSpec.Parse("socket,id=compare1,host=127.0.0.1,port=0,server=on,wait=off"));
+        var changes = new System.Collections.Concurrent.ConcurrentQueue<bool>();
+        server.ConnectionChanged += (endpoint, connected) =>
+        {
+            Assert.Same(server, endpoint);
+            Assert.Equal(connected, endpoint.IsConnected);
+            changes.Enqueue(connected);
+        };
+        server.StartListening();
+        await using var client = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=red1,host=127.0.0.1,port={server.ListenPort}"));
+        for (int round = 0; round < 2; round++)
+        {
+            await using ChardevConnection outgoing = await client.ConnectAsync(Token);
+            ChardevConnection incoming = await server.ConnectAsync(Token);
+            Assert.Equal(round == 0 ? [true] : [true, false, true], changes);
+            await incoming.DisposeAsync();
+        }
+
+        Assert.Equal([true, false, true, false], changes);
+    }
+
+    [Fact]
     public async Task Vector17_differs_from_qemu_an_oversized_frame_closes_only_that_connection_which_is_then_re_established()
     {
         await using var listener = new ChardevEndpoint(ChardevSocketSpec.Parse("socket,id=peer,host=127.0.0.1,port=0,server=on,wait=off"));
