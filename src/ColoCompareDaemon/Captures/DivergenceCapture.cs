@@ -112,30 +112,51 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
     /// </summary>
     public bool Enqueue(Divergence divergence, long number, string detail, DateTimeOffset now)
     {
-        long nowMicros = (now.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
-        var packets = new List<Packet>();
+        // Per side at most PacketsPerSide packets and half the pending limit in bytes (one packet at least).
+        ReadOnlySpan<PacketSide> sides = [PacketSide.Primary, PacketSide.Secondary];
+        Span<int> taken = stackalloc int[2];
         long bytes = 0;
-        int[] totals = new int[2];
-        foreach (PacketSide side in (ReadOnlySpan<PacketSide>)[PacketSide.Primary, PacketSide.Secondary])
+        foreach (PacketSide side in sides)
         {
-            int count = divergence.Count(side);
-            totals[(int)side] = count;
-            for (int i = 0; i < Math.Min(count, _settings.PacketsPerSide); i++)
+            long sideBytes = 0;
+            int n = 0;
+            while (n < Math.Min(divergence.Count(side), _settings.PacketsPerSide))
             {
-                ReadOnlySpan<byte> frame = divergence.Packet(side, i);
-                bytes += frame.Length;
-                long at = nowMicros - ((divergence.NowMs - divergence.ArrivalMs(side, i)) * 1000);
-                packets.Add(new Packet(side, i, divergence.IsDiverging(side, i), divergence.Order(side, i), at, frame.ToArray()));
+                int length = divergence.Packet(side, n).Length;
+                if (n > 0 && sideBytes + length > _settings.PendingLimitBytes / 2)
+                {
+                    break;
+                }
+
+                sideBytes += length;
+                n++;
             }
+
+            taken[(int)side] = n;
+            bytes += sideBytes;
         }
 
-        // One divergence is always taken when nothing waits, however large --capture-packets made it.
+        // One divergence is always taken when nothing waits.
         long before = Interlocked.Add(ref _pendingBytes, bytes) - bytes;
         if (before > 0 && before + bytes > _settings.PendingLimitBytes)
         {
             Interlocked.Add(ref _pendingBytes, -bytes);
             Interlocked.Increment(ref _skippedBusy);
             return false;
+        }
+
+        long nowMicros = (now.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
+        var packets = new List<Packet>();
+        int[] totals = new int[2];
+        foreach (PacketSide side in sides)
+        {
+            int count = divergence.Count(side);
+            totals[(int)side] = count;
+            for (int i = 0; i < taken[(int)side]; i++)
+            {
+                long at = nowMicros - ((divergence.NowMs - divergence.ArrivalMs(side, i)) * 1000);
+                packets.Add(new Packet(side, i, divergence.IsDiverging(side, i), divergence.Order(side, i), at, divergence.Packet(side, i).ToArray()));
+            }
         }
 
         // The order the daemon saw them in, both sides interleaved: what Wireshark's timeline should show.
@@ -169,6 +190,8 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
         await foreach (Record record in _queue.Reader.ReadAllAsync().ConfigureAwait(false))
         {
+            // A rare huge divergence does not keep its buffer for good.
+            buffer = buffer.Capacity > 4 * 1024 * 1024 ? new ArrayBufferWriter<byte>(64 * 1024) : buffer;
             buffer.ResetWrittenCount();
             Render(record, new PcapNgWriter(buffer));
             try

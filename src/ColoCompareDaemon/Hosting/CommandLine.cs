@@ -134,7 +134,7 @@ public static class CommandLine
                     captureLimits[option] = Number(option, Value(), 1, 100_000);
                     break;
                 case "--capture-packets":
-                    captureLimits[option] = Number(option, Value(), 1, 100_000);
+                    captureLimits[option] = Number(option, Value(), 1, 65_536);
                     break;
                 case "--outdev-backlog-mb":
                     backlog = Number(option, Value(), 1, 1 << 20) * 1024L * 1024;

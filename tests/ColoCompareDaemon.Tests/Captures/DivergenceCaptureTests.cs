@@ -122,6 +122,29 @@ public sealed class DivergenceCaptureTests : IDisposable
     }
 
     [Fact]
+    public async Task A_divergence_takes_at_most_half_the_pending_limit_per_side_and_always_its_first_packet()
+    {
+        byte[] big = Frames.Udp(new string('p', 1000));
+        var settings = new CaptureSettings(_directory) { PendingLimitBytes = 2 * ((2 * big.Length) + 10) };
+        string file;
+        await using (var capture = Started(new DivergenceCapture(settings, "comp0", "a", "b", NullLogger.Instance)))
+        {
+            var engine = new CompareEngine(new CompareOptions { MaxQueueSize = 5 }, new CapturingActions(capture));
+            for (int i = 0; i < 5; i++)
+            {
+                engine.OnPrimary(ChardevFrame.Rent(big, 0), i);
+            }
+
+            await WaitAsync(() => capture.Written == 1);
+            file = capture.CurrentFile!;
+        }
+
+        string[] comments = await TsharkAsync(file, "frame.comment");
+        Assert.Equal(2, comments.Length); // two fit in half the limit; all five are counted in the comments
+        Assert.Contains("primary packet 2 of 5 queued", comments[1], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_capture_directory_the_daemon_makes_is_its_users_only()
     {
         string made = Path.Combine(_directory, "new", "captures");
