@@ -50,13 +50,14 @@ public readonly ref struct Divergence
 
     /// <summary>
     /// Whether this queued packet is one of the pair that made the flow diverge: for a mismatch the two heads
-    /// compared last; for a timeout the packet that waited too long.
+    /// compared last; for a timeout the packet that waited too long (the first to arrive, which in a TCP queue kept
+    /// in sequence order need not be the head).
     /// </summary>
-    public bool IsDiverging(PacketSide side, int index) => index == 0 && Reason switch
+    public bool IsDiverging(PacketSide side, int index) => Reason switch
     {
-        CheckpointReason.Mismatch => Count(side) > 0,
-        CheckpointReason.PrimaryTimeout => side == PacketSide.Primary,
-        CheckpointReason.SecondaryTimeout => side == PacketSide.Secondary,
+        CheckpointReason.Mismatch => index == 0,
+        CheckpointReason.PrimaryTimeout => side == PacketSide.Primary && index == _flow.Primary.OldestIndex(),
+        CheckpointReason.SecondaryTimeout => side == PacketSide.Secondary && index == _flow.Secondary.OldestIndex(),
         _ => false,
     };
 
@@ -89,10 +90,10 @@ public readonly ref struct Divergence
                     $"the oldest primary {kind} packet has no twin among the secondary's; against the oldest secondary one: {where}; {queued}");
             case CheckpointReason.PrimaryTimeout when primary.Count > 0:
                 return string.Create(CultureInfo.InvariantCulture,
-                    $"the oldest primary packet waited {NowMs - primary.Head.ArrivalMs} ms for the secondary's (compare_timeout {_options.CompareTimeoutMs} ms); {queued}");
+                    $"the oldest primary packet waited {NowMs - primary.OldestArrivalMs()} ms for the secondary's (compare_timeout {_options.CompareTimeoutMs} ms); {queued}");
             case CheckpointReason.SecondaryTimeout when secondary.Count > 0:
                 return string.Create(CultureInfo.InvariantCulture,
-                    $"the oldest secondary packet waited {NowMs - secondary.Head.ArrivalMs} ms for the primary's (compare_timeout {_options.CompareTimeoutMs} ms); {queued}");
+                    $"the oldest secondary packet waited {NowMs - secondary.OldestArrivalMs()} ms for the primary's (compare_timeout {_options.CompareTimeoutMs} ms); {queued}");
             case CheckpointReason.QueueFull:
                 return string.Create(CultureInfo.InvariantCulture, $"a queue reached max_queue_size {_options.MaxQueueSize}; {queued}");
             default:

@@ -77,6 +77,21 @@ internal sealed class PacketQueue
     }
 
     /// <summary>The earliest arrival time in the queue, or <see cref="long.MaxValue"/> when empty.</summary>
+    /// <summary>Index of the packet that arrived first (TCP queues are in sequence order, not arrival order); -1 when empty.</summary>
+    public int OldestIndex()
+    {
+        int oldest = -1;
+        for (int i = 0; i < Count; i++)
+        {
+            if (oldest < 0 || this[i].Order < this[oldest].Order)
+            {
+                oldest = i;
+            }
+        }
+
+        return oldest;
+    }
+
     public long OldestArrivalMs()
     {
         long oldest = long.MaxValue;

@@ -73,6 +73,24 @@ public class DivergenceTests
     }
 
     [Fact]
+    public void In_a_tcp_timeout_the_packet_marked_is_the_one_that_arrived_first_not_the_lowest_sequence()
+    {
+        var h = new EngineHarness(new CompareOptions { CompareTimeoutMs = 100, ExpiredScanCycleMs = 10 });
+        byte[] early = Frames.Tcp(1010, "second half");
+        h.P(early);
+        h.Advance(50);
+        byte[] late = Frames.Tcp(1000, "first hal"); // lower sequence number, queued ahead of the early one
+        h.P(late);
+        h.Advance(60);
+
+        DivergenceCopy d = Assert.Single(h.Divergences);
+        Assert.Equal(CheckpointReason.PrimaryTimeout, d.Reason);
+        Assert.Equal([late, early], d.Primary.Select(p => p.Frame));
+        Assert.Equal([false, true], d.Primary.Select(p => p.Diverging));
+        Assert.Contains("the oldest primary packet waited 1", d.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Every_mismatch_is_reported_even_when_its_checkpoint_request_is_coalesced_and_a_re_request_is_not_a_new_one()
     {
         var h = new EngineHarness(new CompareOptions { CompareTimeoutMs = 100, ExpiredScanCycleMs = 10 });
