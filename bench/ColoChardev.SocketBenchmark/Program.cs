@@ -27,6 +27,7 @@ internal static class Program
           --update-docs FILE  rewrite FILE's section between the socket-benchmark markers (default: none)
 
         SOCKET_BENCH_DUMP=DIR writes every paced-phase latency (µs) of every run to DIR, for a closer look at the tail.
+        SOCKET_BENCH_DAEMON_ARGS="--capture /tmp/c ..." adds options to every daemon run (what an operator's options cost).
         """;
 
     public static async Task<int> Main(string[] args)

@@ -107,6 +107,7 @@ internal sealed class RunningTarget : IAsyncDisposable
                     "-object", "iothread,id=it",
                     "-object", $"colo-compare,id=cc0,primary_in=pri,secondary_in=sec,outdev=out,iothread=it,notify_dev=ntf,max_queue_size={settings.MaxQueueSize.ToString(CultureInfo.InvariantCulture)}{(shape.Vnet ? ",vnet_hdr_support=on" : string.Empty)}",
                     "--summary-interval", "0.5",
+                    .. (Environment.GetEnvironmentVariable("SOCKET_BENCH_DAEMON_ARGS") ?? string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries),
                 ]);
                 target = new RunningTarget(kind, daemon.ProcessId, daemon, daemon);
                 break;
