@@ -49,7 +49,7 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
     private int _fileNumber;
     private long _headerLength;
 
-    /// <summary>Creates <paramref name="settings"/>' directory if needed and starts the writer.</summary>
+    /// <summary>Creates <paramref name="settings"/>' directory if needed; <see cref="Start"/> starts the writer.</summary>
     /// <exception cref="InvalidOperationException">The directory cannot be created or written (message starts with --capture).</exception>
     public DivergenceCapture(CaptureSettings settings, string nic, string primaryIn, string secondaryIn, ILogger logger)
     {
@@ -193,15 +193,17 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
             // A rare huge divergence does not keep its buffer for good.
             buffer = buffer.Capacity > 4 * 1024 * 1024 ? new ArrayBufferWriter<byte>(64 * 1024) : buffer;
             buffer.ResetWrittenCount();
-            Render(record, new PcapNgWriter(buffer));
             try
             {
+                Render(record, new PcapNgWriter(buffer));
                 Write(buffer.WrittenSpan);
                 Interlocked.Increment(ref _written);
                 CaptureLog.Written(_logger, _nic, record.Number, record.Reason, _currentFile!);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e)
             {
+                // Whatever went wrong (disk full, directory gone, ...), the writer carries on with the next one: a
+                // capture is never worth stopping the daemon or its shutdown for.
                 long failed = Interlocked.Increment(ref _failed);
                 if ((failed & (failed - 1)) == 0)
                 {
@@ -273,7 +275,16 @@ internal sealed partial class DivergenceCapture : IAsyncDisposable
             pcap.WriteInterface(name, description);
         }
 
-        file.Write(header.WrittenSpan);
+        try
+        {
+            file.Write(header.WrittenSpan);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+
         _headerLength = header.WrittenCount;
         _file = file;
         Volatile.Write(ref _currentFile, path);

@@ -145,6 +145,25 @@ public sealed class DivergenceCaptureTests : IDisposable
     }
 
     [Fact]
+    public async Task A_write_that_fails_is_counted_and_the_writer_carries_on()
+    {
+        string directory = Path.Combine(_directory, "gone-for-a-while");
+        await using var capture = Started(new DivergenceCapture(new CaptureSettings(directory), "comp0", "a", "b", NullLogger.Instance));
+        var engine = new CompareEngine(new CompareOptions(), new CapturingActions(capture));
+        Directory.Delete(directory);
+        engine.OnPrimary(ChardevFrame.Rent(Frames.Udp("A", sourcePort: 1), 0), 0);
+        engine.OnSecondary(ChardevFrame.Rent(Frames.Udp("B", sourcePort: 1, mac: 2), 0), 0);
+        await WaitAsync(() => capture.Failed == 1);
+
+        Directory.CreateDirectory(directory);
+        engine.OnPrimary(ChardevFrame.Rent(Frames.Udp("A", sourcePort: 2), 0), 0);
+        engine.OnSecondary(ChardevFrame.Rent(Frames.Udp("B", sourcePort: 2, mac: 2), 0), 0);
+        await WaitAsync(() => capture.Written == 1);
+        string[] comments = await TsharkAsync(capture.CurrentFile!, "frame.comment");
+        Assert.All(comments, c => Assert.StartsWith("colo-compare divergence 2:", c, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_capture_directory_the_daemon_makes_is_its_users_only()
     {
         string made = Path.Combine(_directory, "new", "captures");
