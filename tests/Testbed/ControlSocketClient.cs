@@ -1,101 +1,63 @@
-using System.Net.Sockets;
-using System.Text;
 using System.Text.Json;
+using ColoChardev.Qmp;
 
 namespace ColoChardev.Testbed;
 
 /// <summary>
-/// A client of the daemon's control socket (<c>--control</c>) that keeps replies and events apart, as a QMP client
-/// does: negotiates capabilities on connect, then runs commands and waits for named events.
+/// The daemon's control socket (<c>--control</c>) through our own <see cref="QmpClient"/>, subscribed to every event
+/// from the start, with a stricter wait than <see cref="QmpEventSubscription.ReadAsync(string, CancellationToken)"/>:
+/// an event the test did not name is an error, so a test states every event it expects.
 /// </summary>
 public sealed class ControlSocketClient : IAsyncDisposable
 {
-    private readonly Socket _socket;
-    private readonly NetworkStream _stream;
-    private readonly StreamReader _reader;
+    private readonly QmpClient _client;
+    private readonly QmpEventSubscription _events;
     private readonly CancellationToken _token;
+    private readonly TimeSpan _eventTimeout;
 
-    private ControlSocketClient(Socket socket, CancellationToken token)
+    private ControlSocketClient(QmpClient client, TimeSpan eventTimeout, CancellationToken token)
     {
-        _socket = socket;
-        _stream = new NetworkStream(socket);
-        _reader = new StreamReader(_stream);
+        _client = client;
+        _events = client.Subscribe();
         _token = token;
+        _eventTimeout = eventTimeout;
     }
 
-    /// <summary>Longest wait for one line from the daemon.</summary>
-    public TimeSpan LineTimeout { get; init; } = TimeSpan.FromSeconds(20);
-
-    public static async Task<ControlSocketClient> ConnectAsync(string path, CancellationToken token, TimeSpan? lineTimeout = null)
+    public static async Task<ControlSocketClient> ConnectAsync(string path, CancellationToken token, TimeSpan? eventTimeout = null)
     {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), token);
-        var client = new ControlSocketClient(socket, token) { LineTimeout = lineTimeout ?? TimeSpan.FromSeconds(20) };
-        if (!(await client.NextAsync()).TryGetProperty("QMP", out _))
-        {
-            throw new InvalidDataException("the control socket did not greet as QMP does");
-        }
-
-        await client.ExecuteAsync("qmp_capabilities");
-        return client;
+        QmpClient client = await QmpClient.ConnectAsync(QmpEndpoint.Parse("unix:" + path), cancellationToken: token);
+        return new ControlSocketClient(client, eventTimeout ?? TimeSpan.FromSeconds(20), token);
     }
 
-    /// <summary>Runs a command (no arguments) and returns its <c>return</c> value; events on the way are skipped.</summary>
-    public async Task<JsonElement> ExecuteAsync(string command)
-    {
-        await _stream.WriteAsync(Encoding.UTF8.GetBytes($"{{\"execute\":\"{command}\"}}\n"), _token);
-        while (true)
-        {
-            JsonElement message = await NextAsync();
-            if (message.TryGetProperty("return", out JsonElement value))
-            {
-                return value;
-            }
+    /// <summary>Runs a command (no arguments) and returns its <c>return</c> value.</summary>
+    public Task<JsonElement> ExecuteAsync(string command) => _client.ExecuteAsync(command, cancellationToken: _token);
 
-            if (message.TryGetProperty("error", out JsonElement error))
-            {
-                throw new InvalidOperationException($"{command}: {error}");
-            }
-        }
-    }
-
-    /// <summary>
-    /// The data of the next event named <paramref name="name"/>. Events named in <paramref name="skip"/> may come first;
-    /// any other event is an error (so a test states every event it expects).
-    /// </summary>
+    /// <summary>The data of the next event named <paramref name="name"/>; events named in <paramref name="skip"/> may come first.</summary>
     public async Task<JsonElement> NextEventAsync(string name, params string[] skip)
     {
         while (true)
         {
-            JsonElement message = await NextAsync();
-            string? e = message.GetProperty("event").GetString();
-            if (message.GetProperty("timestamp").GetProperty("seconds").GetInt64() < 1_700_000_000)
+            QmpEvent e = await _events.ReadAsync(_token).AsTask().WaitAsync(_eventTimeout, _token);
+            if (e.Seconds < 1_700_000_000)
             {
-                throw new InvalidDataException($"event {e} has no plausible timestamp: {message}");
+                throw new InvalidDataException($"event {e.Name} has no plausible timestamp: {e.ToJson()}");
             }
 
-            if (e == name)
+            if (e.Name == name)
             {
-                return message.GetProperty("data");
+                return e.Data;
             }
 
-            if (!skip.Contains(e))
+            if (!skip.Contains(e.Name))
             {
-                throw new InvalidDataException($"expected event {name}, got {message}");
+                throw new InvalidDataException($"expected event {name}, got {e.ToJson()}");
             }
         }
     }
 
     public async ValueTask DisposeAsync()
     {
-        _reader.Dispose();
-        await _stream.DisposeAsync();
-        _socket.Dispose();
-    }
-
-    private async Task<JsonElement> NextAsync()
-    {
-        string line = await _reader.ReadLineAsync(_token).AsTask().WaitAsync(LineTimeout, _token) ?? throw new EndOfStreamException("the control socket closed");
-        return JsonDocument.Parse(line).RootElement.Clone();
+        _events.Dispose();
+        await _client.DisposeAsync();
     }
 }
