@@ -14,12 +14,21 @@ public readonly ref struct Divergence
     private readonly Flow _flow;
     private readonly CompareOptions _options;
 
+    /// <summary>For a timeout, the index of the packet that waited too long; -1 otherwise.</summary>
+    private readonly int _timedOut;
+
     internal Divergence(CheckpointReason reason, Flow flow, CompareOptions options, long nowMs)
     {
         Reason = reason;
         _flow = flow;
         _options = options;
         NowMs = nowMs;
+        _timedOut = reason switch
+        {
+            CheckpointReason.PrimaryTimeout => flow.Primary.OldestIndex(),
+            CheckpointReason.SecondaryTimeout => flow.Secondary.OldestIndex(),
+            _ => -1,
+        };
     }
 
     public CheckpointReason Reason { get; }
@@ -56,8 +65,8 @@ public readonly ref struct Divergence
     public bool IsDiverging(PacketSide side, int index) => Reason switch
     {
         CheckpointReason.Mismatch => index == 0,
-        CheckpointReason.PrimaryTimeout => side == PacketSide.Primary && index == _flow.Primary.OldestIndex(),
-        CheckpointReason.SecondaryTimeout => side == PacketSide.Secondary && index == _flow.Secondary.OldestIndex(),
+        CheckpointReason.PrimaryTimeout => side == PacketSide.Primary && index == _timedOut,
+        CheckpointReason.SecondaryTimeout => side == PacketSide.Secondary && index == _timedOut,
         _ => false,
     };
 
