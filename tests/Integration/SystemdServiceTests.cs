@@ -62,7 +62,10 @@ public sealed partial class SystemdServiceTests : IAsyncLifetime
         Assert.Matches("(?m)^CapEff:\\s+0+$", status);
         Assert.Matches("(?m)^CapBnd:\\s+0+$", status);
         Assert.Matches("(?m)^NoNewPrivs:\\s+1$", status);
-        Assert.Matches("(?m)^Seccomp:\\s+2$", status); // SystemCallFilter=@system-service
+        Assert.Matches("(?m)^Seccomp:\\s+2$", status); // a filter is in force (SystemCallArchitectures alone makes one)
+        string[] allowed = (await ShowAsync("SystemCallFilter"))["SystemCallFilter"].Split(' ');
+        Assert.Contains("sendmsg", allowed); // and it is @system-service's allow-list: what the daemon needs, not reboot
+        Assert.DoesNotContain("reboot", allowed);
         string mounts = await ReadInContainerAsync($"/proc/{unit["MainPID"]}/mountinfo");
         Assert.Matches(RootMountReadOnly(), mounts);
 
