@@ -43,7 +43,12 @@ internal static class Usage
                                  requests by reason, queues, flows, endpoints; labelled per NIC, never per flow
           --summary-interval S   log a one-line summary every S seconds (default 60, 0 for never, fractions
                                  such as 0.25 allowed)
-          --outdev-backlog-mb N  released frames held for a slow or absent outdev (default 64); more are dropped and counted
+          --outdev-backlog-mb N  released frames held for a slow or absent outdev (default 4, about 34 ms at 1 Gbit/s);
+                                 when it is full, reading primary_in and secondary_in pauses (back-pressure)
+          --outdev-stall-ms MS   how long the inputs stay paused while outdev takes no bytes at all (default 1000);
+                                 then reading resumes and what does not fit in the backlog is dropped and counted
+          --outdev-hold-ms MS    how long a released frame waits for an outdev peer while none is connected
+                                 (default 2000, 0: none); older ones are dropped and counted
           --queue-budget-mb N    bytes queued for comparison over all flows (default 64)
           --compare-ipv6 on|off, --compare-vlan on|off
                                  compare IPv6 / VLAN-tagged traffic (default on; off passes it uncompared, as QEMU 7.2)

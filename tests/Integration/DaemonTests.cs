@@ -185,11 +185,12 @@ public sealed class DaemonTests : IDisposable
     }
 
     [Fact]
-    public async Task A_stalled_outdev_reader_never_stops_the_inputs_and_what_cannot_be_held_is_counted()
+    public async Task A_stalled_outdev_reader_pauses_the_inputs_for_stall_ms_then_what_cannot_be_held_is_counted()
     {
-        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, []), Token, ["--outdev-backlog-mb", "1"]);
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, []), Token, ["--outdev-backlog-mb", "1", "--outdev-stall-ms", "300"]);
         // We never read outdev from here on. 20,000 matching 1,400-byte packets are ~28 MB: far more than the
-        // socket buffers and the 1 MB backlog. The inputs must keep flowing (our writes never block for long).
+        // socket buffers and the 1 MB backlog. The inputs pause (back-pressure) until outdev has taken nothing for
+        // 300 ms, then flow again and released frames beyond the backlog are dropped, counted.
         byte[] payload = new byte[1400];
         const int Count = 20_000;
         for (int i = 0; i < Count; i += 100)
@@ -204,6 +205,7 @@ public sealed class DaemonTests : IDisposable
         Assert.Contains($"released {Count}", summary, StringComparison.Ordinal);
         int dropped = int.Parse(summary.Split("dropped ")[^1].Split(',')[0], System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(dropped > 0, summary);
+        Assert.Contains(rig.Daemon.Lines, l => l.Contains("outdev took no bytes for", StringComparison.Ordinal));
         Assert.Contains(rig.Daemon.Lines, l => l.Contains("outdev backlog is full", StringComparison.Ordinal));
         using var process = System.Diagnostics.Process.GetProcessById(rig.Daemon.ProcessId);
         Assert.True(process.WorkingSet64 < 400L * 1024 * 1024, $"the daemon uses {process.WorkingSet64 / (1024 * 1024)} MB");

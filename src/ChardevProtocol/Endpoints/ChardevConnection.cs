@@ -6,7 +6,9 @@ namespace ColoChardev.ChardevProtocol.Endpoints;
 
 /// <summary>
 /// One live socket of a <see cref="ChardevEndpoint"/>, with its frame reader and writer. Disposing it closes the
-/// socket and lets the endpoint take its next peer.
+/// socket and lets the endpoint take its next peer. <see cref="Closed"/> fires as soon as the peer is known to have
+/// left: the reader saw the end of the stream or an error, or, on a connection that is only written to,
+/// <see cref="WatchForPeerLeavingAsync"/> did.
 /// </summary>
 /// <remarks>
 /// The pipes sit directly on the socket stream: the reader only reads from the socket when asked for frames and
@@ -17,6 +19,7 @@ public sealed class ChardevConnection : IAsyncDisposable
 {
     private readonly ChardevEndpoint _endpoint;
     private readonly NetworkStream _stream;
+    private readonly CancellationTokenSource _closed = new();
     private int _disposed;
 
     internal ChardevConnection(ChardevEndpoint endpoint, Socket socket, string peer)
@@ -52,6 +55,84 @@ public sealed class ChardevConnection : IAsyncDisposable
 
     internal Socket Socket { get; }
 
+    /// <summary>Cancelled once the peer has left (end of stream, reset, error) or the connection was disposed.</summary>
+    public CancellationToken Closed => _closed.Token;
+
+    /// <summary>Whether <see cref="Closed"/> has fired.</summary>
+    public bool IsClosed => _closed.IsCancellationRequested;
+
+    /// <summary>
+    /// For a connection that is only written to (outdev): reads and discards whatever the peer sends (counted in
+    /// <see cref="ChardevStatistics.BytesIgnored"/>), so that the peer's leaving is seen at once, whether or not we
+    /// are writing. Without it, a peer that left is only noticed by the second write after it left (the first
+    /// goes into the kernel's buffer and draws a reset), and the frames of both are lost. Completes when the peer
+    /// has left; <see cref="Closed"/> fires then. Do not also read frames from this connection.
+    /// </summary>
+    public async Task WatchForPeerLeavingAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await Input.ReadAsync(Closed).ConfigureAwait(false);
+                _endpoint.Statistics.AddIgnored(result.Buffer.Length);
+                Input.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or SocketException)
+        {
+            // A reset, an error, or our own disposal: the peer is gone either way.
+        }
+
+        MarkClosed();
+    }
+
+    /// <summary>
+    /// Whether the peer has left as far as the kernel knows now: an end of stream or a reset already received but
+    /// not yet read shows here (one <c>poll</c>). A writer asks before each write, so that frames released in the
+    /// moment a peer leaves wait for the next peer instead of going into a socket whose peer is gone.
+    /// </summary>
+    public bool PeerHasLeft()
+    {
+        if (IsClosed)
+        {
+            return true;
+        }
+
+        try
+        {
+            // Readable with nothing to read: the end of the stream (or an error) is next.
+            if (Socket.Poll(0, SelectMode.SelectRead) && Socket.Available == 0)
+            {
+                MarkClosed();
+                return true;
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            MarkClosed();
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>Fires <see cref="Closed"/> (the reader saw the end of the stream, or an error).</summary>
+    internal void MarkClosed()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
     /// <summary>Closes the socket without waiting for unsent bytes, and frees the endpoint for its next peer.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -60,6 +141,7 @@ public sealed class ChardevConnection : IAsyncDisposable
             return;
         }
 
+        MarkClosed();
         try
         {
             await Input.CompleteAsync().ConfigureAwait(false);

@@ -14,6 +14,9 @@ namespace ColoChardev.ChardevProtocol.Endpoints;
 /// </summary>
 public sealed class ChardevEndpoint : IAsyncDisposable
 {
+    /// <summary>Connections the kernel holds for a server while it serves its current peer.</summary>
+    public const int ListenBacklog = 32;
+
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _peerSlot = new(1, 1);
     private int _connected;
@@ -97,7 +100,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                 }
 
                 listener.Bind(endPoint);
-                listener.Listen(4);
+                // Room for peers that reconnect in a burst (QEMU 7.2's redirectors and a restarted secondary can
+                // arrive together); one that left while it waited is accepted and found gone at once.
+                listener.Listen(ListenBacklog);
             }
             catch (SocketException e)
             {
@@ -133,6 +138,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
             if (Spec.Transport == ChardevTransport.Tcp)
             {
                 socket.NoDelay = Spec.NoDelay ?? true;
+                EnableKeepAlive(socket);
             }
 
             Statistics.AddConnection();
@@ -292,6 +298,30 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 
             await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, maxBackoff.Ticks));
+        }
+    }
+
+    /// <summary>
+    /// A peer whose host vanished (power loss, a cut network) sends no FIN or reset: without keepalive an idle
+    /// connection to it would look alive for hours, and a server would never take the peer's replacement.
+    /// </summary>
+    private void EnableKeepAlive(Socket socket)
+    {
+        if (Options.KeepAliveIdle <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, Math.Max(1, (int)Options.KeepAliveIdle.TotalSeconds));
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 1);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 3);
+        }
+        catch (SocketException)
+        {
+            // Not fatal: the connection works without it.
         }
     }
 

@@ -24,6 +24,12 @@ public sealed record ChardevEndpointOptions
     /// <summary>Longest time one connect attempt may take.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// TCP keepalive: idle time before the first probe (then one probe a second, three in all), so that a peer whose
+    /// host vanished is noticed about <c>KeepAliveIdle + 3 s</c> after the connection went quiet. Zero turns it off.
+    /// </summary>
+    public TimeSpan KeepAliveIdle { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Where received frames get their buffers.</summary>
     public ArrayPool<byte> FramePool { get; init; } = FrameBufferPool.Shared;
 }

@@ -40,8 +40,9 @@ public sealed class ChardevFrameWriter
     public void Write(in ChardevFrame frame) => Write(frame.Payload, frame.VnetHdrLen);
 
     /// <summary>
-    /// Sends every buffered frame. Returns false when the connection is gone (the frames of this batch may
-    /// not have reached the peer).
+    /// Sends every buffered frame. Returns false when the connection is gone or <paramref name="cancellationToken"/>
+    /// fired (pass the connection's <c>Closed</c> token: a flush waiting on a peer that left returns at once); the
+    /// frames of this batch may not have reached the peer then.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // no allocation when the send completes later
     public async ValueTask<bool> FlushAsync(CancellationToken cancellationToken = default)
@@ -69,6 +70,10 @@ public sealed class ChardevFrameWriter
         catch (InvalidOperationException)
         {
             // The pipe was completed because the connection closed.
+            return false;
+        }
+        catch (OperationCanceledException)
+        {
             return false;
         }
 

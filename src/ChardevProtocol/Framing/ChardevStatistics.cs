@@ -15,6 +15,7 @@ public sealed class ChardevStatistics
     private long _bytesWritten;
     private long _connections;
     private long _refusedPeers;
+    private long _bytesIgnored;
 
     /// <summary>Frames with a non-empty payload handed on to the consumer.</summary>
     public long FramesRead => Volatile.Read(ref _framesRead);
@@ -43,6 +44,9 @@ public sealed class ChardevStatistics
     /// <summary>Connections established after the first one: reconnects and new peers.</summary>
     public long Reconnects => Math.Max(0, Connections - 1);
 
+    /// <summary>Bytes a peer sent on a connection that is only written to (outdev): read and discarded.</summary>
+    public long BytesIgnored => Volatile.Read(ref _bytesIgnored);
+
     /// <summary>Peers refused by the <c>peer-uid</c> check.</summary>
     public long RefusedPeers => Volatile.Read(ref _refusedPeers);
 
@@ -64,6 +68,14 @@ public sealed class ChardevStatistics
     {
         Interlocked.Add(ref _framesWritten, frames);
         Interlocked.Add(ref _bytesWritten, bytes);
+    }
+
+    internal void AddIgnored(long bytes)
+    {
+        if (bytes != 0)
+        {
+            Interlocked.Add(ref _bytesIgnored, bytes);
+        }
     }
 
     internal void AddTruncated() => Interlocked.Increment(ref _truncatedFrames);

@@ -19,22 +19,38 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
     private static readonly byte[] GetXenInit = "COLO_COMPARE_GET_XEN_INIT"u8.ToArray();
     private static readonly byte[] DoCheckpoint = "DO_CHECKPOINT"u8.ToArray();
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private ChardevFrameWriter? _writer;
+    private Peer? _peer;
+    private int _pending;
 
     public ChardevEndpoint Endpoint { get; } = endpoint;
 
     public void Dispose() => _writeLock.Dispose();
 
-    /// <summary>Sends DO_CHECKPOINT; false when nobody is connected.</summary>
+    /// <summary>
+    /// Sends DO_CHECKPOINT, or, while notify_dev has no peer, sends it as soon as one connects (the divergence that
+    /// asked for it is held until a checkpoint anyway). QEMU's colo-compare writes it into a disconnected chardev,
+    /// where it is lost.
+    /// </summary>
     public bool RequestCheckpoint()
     {
-        ChardevFrameWriter? writer = Volatile.Read(ref _writer);
-        if (writer is null)
+        Peer? peer = Volatile.Read(ref _peer);
+        if (peer is null)
         {
-            return false;
+            if (Interlocked.Exchange(ref _pending, 1) == 0)
+            {
+                DaemonLog.Xen(logger, nic.Id, "no peer connected: DO_CHECKPOINT will be sent when one connects");
+            }
+
+            // A peer that connected meanwhile may have looked for a pending request before we set it.
+            if (Volatile.Read(ref _peer) is Peer arrived && Interlocked.Exchange(ref _pending, 0) == 1)
+            {
+                _ = SendAsync(arrived, DoCheckpoint);
+            }
+
+            return true;
         }
 
-        _ = SendAsync(writer, DoCheckpoint);
+        _ = SendAsync(peer, DoCheckpoint);
         return true;
     }
 
@@ -55,8 +71,13 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
             await using (connection.ConfigureAwait(false))
             {
                 // The reader honours vnet_hdr_support (QEMU reads notify_dev with it); the writer never adds the word.
-                var writer = new ChardevFrameWriter(connection.Output, vnetHdrSupport: false, Endpoint.Statistics);
-                Volatile.Write(ref _writer, writer);
+                var peer = new Peer(connection, new ChardevFrameWriter(connection.Output, vnetHdrSupport: false, Endpoint.Statistics));
+                Volatile.Write(ref _peer, peer);
+                if (Interlocked.Exchange(ref _pending, 0) == 1)
+                {
+                    _ = SendAsync(peer, DoCheckpoint);
+                }
+
                 try
                 {
                     while (true)
@@ -67,7 +88,7 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
                             break;
                         }
 
-                        await HandleAsync(writer, message).ConfigureAwait(false);
+                        await HandleAsync(peer, message).ConfigureAwait(false);
                     }
                 }
                 catch (OperationCanceledException)
@@ -80,19 +101,19 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
                 }
                 finally
                 {
-                    Volatile.Write(ref _writer, null);
+                    Volatile.Write(ref _peer, null);
                 }
             }
         }
     }
 
-    private async Task HandleAsync(ChardevFrameWriter writer, ChardevFrame message)
+    private async Task HandleAsync(Peer peer, ChardevFrame message)
     {
         ReadOnlySpan<byte> payload = message.Payload;
         if (payload.SequenceEqual(ProxyInit))
         {
             DaemonLog.Xen(logger, nic.Id, "COLO_USERSPACE_PROXY_INIT received, answering COLO_COMPARE_GET_XEN_INIT");
-            await SendAsync(writer, GetXenInit).ConfigureAwait(false);
+            await SendAsync(peer, GetXenInit).ConfigureAwait(false);
         }
         else if (payload.SequenceEqual(Checkpoint))
         {
@@ -107,24 +128,37 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
 
     private void LogUnsent(byte[] payload)
     {
-        string message = "could not send " + Encoding.ASCII.GetString(payload) + ": the connection is gone";
+        bool request = ReferenceEquals(payload, DoCheckpoint);
+        if (request)
+        {
+            // The divergence is still held: ask again on the next connection.
+            Volatile.Write(ref _pending, 1);
+        }
+
+        string message = "could not send " + Encoding.ASCII.GetString(payload) + ": the connection is gone" + (request ? "; it will be sent on the next one" : string.Empty);
         DaemonLog.Xen(logger, nic.Id, message);
     }
 
-    private async Task SendAsync(ChardevFrameWriter writer, byte[] payload)
+    private async Task SendAsync(Peer peer, byte[] payload)
     {
         await _writeLock.WaitAsync().ConfigureAwait(false);
         try
         {
-            writer.Write(payload, 0);
-            if (!await writer.FlushAsync().ConfigureAwait(false))
+            if (peer.Connection.PeerHasLeft())
+            {
+                LogUnsent(payload);
+                return;
+            }
+
+            peer.Writer.Write(payload, 0);
+            if (!await peer.Writer.FlushAsync(peer.Connection.Closed).ConfigureAwait(false))
             {
                 LogUnsent(payload);
             }
         }
         catch (InvalidOperationException)
         {
-            // The connection was closed under us (its pipe completed); the next connection gets the next request.
+            // The connection was closed under us (its pipe completed).
             LogUnsent(payload);
         }
         finally
@@ -132,4 +166,6 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
             _writeLock.Release();
         }
     }
+
+    private sealed record Peer(ChardevConnection Connection, ChardevFrameWriter Writer);
 }

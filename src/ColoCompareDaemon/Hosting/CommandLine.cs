@@ -47,7 +47,7 @@ public static class CommandLine
         string? primaryQmp = null;
         string? secondaryQmp = null;
         TimeSpan summary = TimeSpan.FromSeconds(60);
-        long backlog = 64L * 1024 * 1024;
+        OutdevLimits outdev = OutdevLimits.Default;
         MetricsEndpoint? metrics = null;
         string? control = null;
         string? captureDirectory = null;
@@ -137,7 +137,13 @@ public static class CommandLine
                     captureLimits[option] = Number(option, Value(), 1, 65_536);
                     break;
                 case "--outdev-backlog-mb":
-                    backlog = Number(option, Value(), 1, 1 << 20) * 1024L * 1024;
+                    outdev = outdev with { BacklogBytes = Number(option, Value(), 1, 1 << 20) * 1024L * 1024 };
+                    break;
+                case "--outdev-stall-ms":
+                    outdev = outdev with { StallMs = Number(option, Value(), 1, 3_600_000) };
+                    break;
+                case "--outdev-hold-ms":
+                    outdev = outdev with { HoldMs = Number(option, Value(), 0, 3_600_000) };
                     break;
                 case "--queue-budget-mb":
                     queueBudget = Number(option, Value(), 1, 1 << 20) * 1024L * 1024;
@@ -271,7 +277,7 @@ public static class CommandLine
             PrimaryQmp = primaryQmp,
             SecondaryQmp = secondaryQmp,
             SummaryInterval = summary,
-            OutdevBacklogBytes = backlog,
+            Outdev = outdev,
             Metrics = metrics,
             ControlPath = control,
             LogLevel = logLevel,

@@ -27,7 +27,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
         _coordinator = new CheckpointCoordinator(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
         foreach (NicConfiguration nic in configuration.Nics)
         {
-            var compared = new ComparedNic(nic, _coordinator, configuration.OutdevBacklogBytes, loggers, _events, configuration.Capture);
+            var compared = new ComparedNic(nic, _coordinator, configuration.Outdev, loggers, _events, configuration.Capture);
             _nics.Add(compared);
             if (nic.NotifyDev is null)
             {

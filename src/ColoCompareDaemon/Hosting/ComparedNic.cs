@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Threading.Channels;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.ChardevProtocol.Packets;
@@ -21,37 +19,26 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     /// <summary>Checkpoint requests the status command shows.</summary>
     private const int RecentRequestsKept = 10;
 
-    /// <summary>Empty batch lists kept for reuse (a backlog of this many batches costs no allocation when it drains).</summary>
-    private const int SpareBatchesKept = 1024;
     private readonly NicConfiguration _configuration;
     private readonly ILogger _logger;
     private readonly Lock _engineLock = new();
     private readonly CompareEngine _engine;
     private readonly ICheckpointRequester _requester;
-    // AllowSynchronousContinuations: a waiting outdev writer continues inside PublishReleased (under the engine lock,
-    // so batches stay in release order) and sends at once; a send that would block returns to the caller at once.
-    private readonly Channel<List<ChardevFrame>> _outQueue = Channel.CreateUnbounded<List<ChardevFrame>>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
-    private readonly ConcurrentQueue<List<ChardevFrame>> _spareBatches = new();
-    private readonly long _backlogLimit;
+    private readonly OutdevWriter _outdev;
     private readonly List<Task> _loops = [];
     private Task _writer = Task.CompletedTask;
-    private long _backlogBytes;
-    private List<ChardevFrame> _releasing = new(256); // guarded by _engineLock
+    private List<ChardevFrame> _releasing; // guarded by _engineLock
     private long _releasingBytes; // guarded by _engineLock
-    private long _outdevWritten;
-    private long _outdevDropped;
-    private long _outdevLost;
     private long _checkpointsUnsent;
     private long _divergences;
     private readonly DaemonEvents _events;
     private readonly Queue<(DateTimeOffset At, CheckpointReason Reason, string Flow, bool Sent)> _recentRequests = new(); // guarded by itself
     private PeriodicTimer? _tick;
 
-    public ComparedNic(NicConfiguration configuration, ICheckpointRequester requester, long backlogLimit, ILoggerFactory loggers, DaemonEvents? events = null, CaptureSettings? capture = null)
+    public ComparedNic(NicConfiguration configuration, ICheckpointRequester requester, OutdevLimits outdevLimits, ILoggerFactory loggers, DaemonEvents? events = null, CaptureSettings? capture = null)
     {
         _configuration = configuration;
         _requester = requester;
-        _backlogLimit = backlogLimit;
         _events = events ?? new DaemonEvents();
         _logger = loggers.CreateLogger("colo-compare." + configuration.Id);
         if (capture is not null)
@@ -65,6 +52,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         PrimaryIn = new ChardevEndpoint(configuration.PrimaryIn, options, endpointLogger);
         SecondaryIn = new ChardevEndpoint(configuration.SecondaryIn, options, endpointLogger);
         OutDev = new ChardevEndpoint(configuration.OutDev, options, endpointLogger);
+        _outdev = new OutdevWriter(OutDev, outdevLimits, configuration.Compare.QueueBudgetBytes, Id, _logger, OnOutdevConnected);
+        _releasing = _outdev.RentBatch();
         if (configuration.NotifyDev is not null)
         {
             Notify = new XenNotifyChannel(this, new ChardevEndpoint(configuration.NotifyDev, options, endpointLogger), _logger);
@@ -103,15 +92,18 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     /// <summary>The engine's accounting (readable from any thread).</summary>
     public CompareCounters Counters => _engine.Counters;
 
-    public long OutdevWritten => Interlocked.Read(ref _outdevWritten);
+    /// <summary>Released frames on their way to outdev: written, held, dropped, back-pressure.</summary>
+    public OutdevWriter Outdev => _outdev;
 
-    /// <summary>Released frames dropped because the outdev backlog was full.</summary>
-    public long OutdevDropped => Interlocked.Read(ref _outdevDropped);
+    public long OutdevWritten => _outdev.Written;
 
-    /// <summary>Released frames in a batch whose write to outdev failed.</summary>
-    public long OutdevLost => Interlocked.Read(ref _outdevLost);
+    /// <summary>Released frames dropped before a write: the backlog was full while outdev stalled, or they expired waiting for a peer.</summary>
+    public long OutdevDropped => _outdev.DroppedBy(OutdevDropReason.BacklogFull) + _outdev.DroppedBy(OutdevDropReason.Expired);
 
-    public long BacklogBytes => Interlocked.Read(ref _backlogBytes);
+    /// <summary>Released frames in a write that failed, or still held when the daemon stopped without an outdev peer.</summary>
+    public long OutdevLost => _outdev.DroppedBy(OutdevDropReason.WriteFailed) + _outdev.DroppedBy(OutdevDropReason.Shutdown);
+
+    public long BacklogBytes => _outdev.BacklogBytes;
 
     public long CheckpointsUnsent => Interlocked.Read(ref _checkpointsUnsent);
 
@@ -136,7 +128,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         DaemonLog.NicStarted(_logger, Id, PrimaryIn.Spec.Address, SecondaryIn.Spec.Address, OutDev.Spec.Address, Notify is null ? string.Empty : ", notify_dev " + Notify.Endpoint.Spec.Address, c.CompareTimeoutMs, c.ExpiredScanCycleMs, c.MaxQueueSize, c.VnetHdrSupport);
         _loops.Add(Run("primary_in reader", () => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), stopping), stopping));
         _loops.Add(Run("secondary_in reader", () => SecondaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Secondary), stopping), stopping));
-        _writer = Run("outdev writer", () => WriteOutdevAsync(stopping), stopping);
+        _writer = Run("outdev writer", () => _outdev.RunAsync(stopping), stopping);
         _loops.Add(_writer);
         _loops.Add(Run("clock", () => TickAsync(stopping), stopping));
         Capture?.Start();
@@ -210,7 +202,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             PublishReleased();
         }
 
-        _outQueue.Writer.TryComplete();
+        _outdev.Complete();
         await Task.WhenAny(_writer, Task.Delay(deadline)).ConfigureAwait(false);
         return Counters.PrimaryReleased - before;
     }
@@ -239,15 +231,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             await Capture.DisposeAsync().ConfigureAwait(false);
         }
 
-        while (_outQueue.Reader.TryRead(out List<ChardevFrame>? batch))
-        {
-            // Released but never written (outdev was gone at shutdown): counted, not silently lost.
-            Interlocked.Add(ref _outdevLost, batch.Count);
-            foreach (ChardevFrame frame in batch)
-            {
-                frame.Dispose();
-            }
-        }
+        // Released but never written (outdev was gone at shutdown): counted, not silently lost.
+        _outdev.Dispose();
     }
 
     /// <summary>
@@ -384,17 +369,9 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     /// <summary>Called by the engine, under the engine lock: the frame joins the batch the next <see cref="PublishReleased"/> hands over.</summary>
     void ICompareActions.Release(ChardevFrame frame, ReleaseReason reason)
     {
-        long held = Volatile.Read(ref _backlogBytes) + _releasingBytes + frame.Length;
-        if (held > _backlogLimit)
+        if (!_outdev.Admits(frame.Length, _releasingBytes))
         {
-            long dropped = Interlocked.Increment(ref _outdevDropped);
-            if ((dropped & (dropped - 1)) == 0)
-            {
-                // Logged at 1, 2, 4, 8, ... drops: visible without flooding.
-                DaemonLog.OutdevBacklogFull(_logger, Id, held, dropped);
-            }
-
-            frame.Dispose();
+            _outdev.Drop(frame, OutdevDropReason.BacklogFull);
             return;
         }
 
@@ -475,22 +452,10 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
 
         List<ChardevFrame> batch = _releasing;
-        Interlocked.Add(ref _backlogBytes, _releasingBytes);
-        _releasing = _spareBatches.TryDequeue(out List<ChardevFrame>? spare) ? spare : new List<ChardevFrame>(256);
+        long bytes = _releasingBytes;
+        _releasing = _outdev.RentBatch();
         _releasingBytes = 0;
-        if (!_outQueue.Writer.TryWrite(batch))
-        {
-            // Only after shutdown completed the queue: nothing will write these any more.
-            Interlocked.Add(ref _outdevLost, batch.Count);
-            long bytes = 0;
-            foreach (ChardevFrame frame in batch)
-            {
-                bytes += frame.Length;
-                frame.Dispose();
-            }
-
-            Interlocked.Add(ref _backlogBytes, -bytes);
-        }
+        _outdev.Enqueue(batch, bytes);
     }
 
     private static TimeSpan TickPeriod(long expiredScanCycleMs) => TimeSpan.FromMilliseconds(Math.Clamp(expiredScanCycleMs / 4, 5, 100));
@@ -539,82 +504,18 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         }
     }
 
-    private async Task WriteOutdevAsync(CancellationToken stopping)
+    /// <summary>A new outdev connection: the redirector behind it is restored if asked for, else an outdev reconnect is warned about.</summary>
+    private void OnOutdevConnected(ChardevConnection connection, bool first)
     {
-        ChannelReader<List<ChardevFrame>> queue = _outQueue.Reader;
-        bool first = true;
-        while (!queue.Completion.IsCompleted)
+        if (_configuration.RestoreRedirector is RedirectorRestore restore)
         {
-            ChardevConnection connection;
-            try
-            {
-                connection = await OutDev.ConnectAsync(stopping).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-
-            if (_configuration.RestoreRedirector is RedirectorRestore restore)
-            {
-                // Every connection, the first included: an earlier daemon may have left the redirector deaf.
-                _requester.RestoreRedirector(this, restore, connection.LocalAddress);
-            }
-            else if (!first)
-            {
-                DaemonLog.OutdevReconnected(_logger, Id);
-            }
-
-            first = false;
-            await using (connection.ConfigureAwait(false))
-            {
-                if (!await PumpAsync(connection, queue).ConfigureAwait(false))
-                {
-                    continue;
-                }
-            }
-
-            return;
+            // Every connection, the first included: an earlier daemon may have left the redirector deaf.
+            _requester.RestoreRedirector(this, restore, connection.LocalAddress);
         }
-    }
-
-    /// <summary>Writes released frames until the queue completes (true) or the connection fails (false).</summary>
-    private async Task<bool> PumpAsync(ChardevConnection connection, ChannelReader<List<ChardevFrame>> queue)
-    {
-        // Not cancelled by shutdown: the queue completes instead, after the final release, so everything is written.
-        while (await queue.WaitToReadAsync().ConfigureAwait(false))
+        else if (!first)
         {
-            long batch = 0;
-            long bytes = 0;
-            while (bytes < 256 * 1024 && queue.TryRead(out List<ChardevFrame>? released))
-            {
-                foreach (ChardevFrame frame in released)
-                {
-                    connection.Writer.Write(frame);
-                    bytes += frame.Length;
-                    frame.Dispose();
-                }
-
-                batch += released.Count;
-                released.Clear();
-                if (_spareBatches.Count < SpareBatchesKept)
-                {
-                    _spareBatches.Enqueue(released);
-                }
-            }
-
-            Interlocked.Add(ref _backlogBytes, -bytes);
-            if (!await connection.Writer.FlushAsync().ConfigureAwait(false))
-            {
-                Interlocked.Add(ref _outdevLost, batch);
-                DaemonLog.OutdevWriteFailed(_logger, Id, batch);
-                return false;
-            }
-
-            Interlocked.Add(ref _outdevWritten, batch);
+            DaemonLog.OutdevReconnected(_logger, Id);
         }
-
-        return true;
     }
 
     private sealed class EngineSink(ComparedNic nic, PacketSide side) : IChardevFrameSink
@@ -622,7 +523,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
         public ValueTask OnFramesAsync(List<ChardevFrame> frames, CancellationToken cancellationToken)
         {
             nic.OnFrames(frames, side);
-            return ValueTask.CompletedTask;
+            // Back-pressure: while outdev lags by a full backlog, the next read waits (within --outdev-stall-ms).
+            return nic._outdev.WaitForRoomAsync(cancellationToken);
         }
     }
 }

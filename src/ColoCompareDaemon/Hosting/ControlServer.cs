@@ -464,7 +464,9 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("bytes", c.QueuedBytes);
             w.WriteNumber("flows", c.Flows);
             w.WriteNumber("outdev-backlog-bytes", nic.BacklogBytes);
+            w.WriteNumber("outdev-backlog-frames", nic.Outdev.BacklogFrames);
             w.WriteEndObject();
+            w.WriteString("outdev", nic.Outdev.IsStalled ? "stalled" : nic.Outdev.IsPaused ? "back-pressure" : nic.OutDev.IsConnected ? "writing" : "no peer");
             w.WriteNumber("divergences", nic.Divergences);
             if (nic.Capture is Captures.DivergenceCapture capture)
             {
@@ -523,6 +525,13 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("outdev-written", nic.OutdevWritten);
             w.WriteNumber("outdev-dropped", nic.OutdevDropped);
             w.WriteNumber("outdev-lost", nic.OutdevLost);
+            Map(w, "outdev-dropped-by", Enum.GetValues<OutdevDropReason>().Select(r => (r.ToString(), nic.Outdev.DroppedBy(r))));
+            w.WriteNumber("outdev-backlog-frames", nic.Outdev.BacklogFrames);
+            w.WriteNumber("outdev-pauses", nic.Outdev.Pauses);
+            w.WriteNumber("outdev-paused-ms", nic.Outdev.PausedMs);
+            w.WriteNumber("outdev-stalls", nic.Outdev.Stalls);
+            w.WriteNumber("primary-dropped", c.PrimaryDropped);
+            w.WriteNumber("primary-queued", c.PrimaryQueued);
             Map(w, "released-by", Enum.GetValues<ReleaseReason>().Select(r => (r.ToString(), c.ReleasedBy(r))));
             Map(w, "primary-dropped-by", Enum.GetValues<DropReason>().Select(r => (r.ToString(), c.PrimaryDroppedBy(r))));
             Map(w, "secondary-dropped-by", Enum.GetValues<DropReason>().Select(r => (r.ToString(), c.SecondaryDroppedBy(r))));

@@ -36,8 +36,8 @@ public sealed record DaemonConfiguration
     /// <summary>How often a one-line summary is logged; zero for never.</summary>
     public TimeSpan SummaryInterval { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Released frames held for a disconnected or slow outdev before further ones are dropped (and counted).</summary>
-    public long OutdevBacklogBytes { get; init; } = 64L * 1024 * 1024;
+    /// <summary>How far outdev may lag (<c>--outdev-backlog-mb</c>, <c>--outdev-stall-ms</c>, <c>--outdev-hold-ms</c>).</summary>
+    public OutdevLimits Outdev { get; init; } = OutdevLimits.Default;
 
     /// <summary>The control socket's path (<c>--control</c>); null for none.</summary>
     public string? ControlPath { get; init; }

@@ -12,7 +12,7 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "colo-compare '{Nic}': {Summary}")]
     public static partial void Summary(ILogger logger, string nic, string summary);
 
-    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev backlog is full ({Bytes} bytes held); released frames are being dropped ({Dropped} so far)")]
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev backlog is full ({Bytes} bytes held) while outdev is stalled; released frames are being dropped ({Dropped} so far)")]
     public static partial void OutdevBacklogFull(ILogger logger, string nic, long bytes, long dropped);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': writing to outdev failed; {Lost} released frames of that batch may not have reached QEMU; reconnecting")]
@@ -20,6 +20,18 @@ internal static partial class DaemonLog
 
     [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev reconnected. QEMU up to 10.2 does not read again from a filter-redirector indev whose peer left once: unless the redirector is restored (object-del then object-add placed before the primary_in redirector), released traffic goes nowhere")]
     public static partial void OutdevReconnected(ILogger logger, string nic);
+
+    [LoggerMessage(EventId = 224, Level = LogLevel.Debug, Message = "colo-compare '{Nic}': outdev is {Bytes} bytes behind; reading primary_in and secondary_in paused until it catches up")]
+    public static partial void OutdevPaused(ILogger logger, string nic, long bytes);
+
+    [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev took no bytes for {Milliseconds} ms while the inputs were paused: {Cause}. Reading resumes; released frames beyond the {Limit}-byte backlog are dropped (counted) until outdev takes bytes again")]
+    public static partial void OutdevStalled(ILogger logger, string nic, long milliseconds, long limit, string cause);
+
+    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev takes bytes again after a stall of {Milliseconds} ms; {Dropped} released frames were dropped meanwhile; back-pressure is on again")]
+    public static partial void OutdevRecovered(ILogger logger, string nic, long milliseconds, long dropped);
+
+    [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': dropped {Frames} released frames that waited more than {HoldMs} ms for an outdev peer (--outdev-hold-ms)")]
+    public static partial void OutdevExpired(ILogger logger, string nic, long frames, long holdMs);
 
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': checkpoint wanted ({Reason}) but no way to ask for one: give --qmp (or notify_dev); {Count} such requests so far")]
     public static partial void CheckpointUnsent(ILogger logger, string nic, CheckpointReason reason, long count);

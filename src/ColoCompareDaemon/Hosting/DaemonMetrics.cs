@@ -35,6 +35,9 @@ internal sealed class DaemonMetrics : IDisposable
         _meter.CreateObservableGauge("queued_bytes", () => Each(n => [(n.Counters.QueuedBytes, [])]), "By", "Bytes of the frames waiting for comparison now.");
         _meter.CreateObservableGauge("flows", () => Each(n => [(n.Counters.Flows, [])]), "{flow}", "Flows tracked now.");
         _meter.CreateObservableGauge("outdev_backlog_bytes", () => Each(n => [(n.BacklogBytes, [])]), "By", "Released frames not yet written to outdev.");
+        _meter.CreateObservableCounter("outdev_pauses_total", () => Each(n => [(n.Outdev.Pauses, [])]), "{pause}", "Times reading primary_in and secondary_in was paused because outdev lagged by a full backlog (back-pressure).");
+        _meter.CreateObservableCounter("outdev_paused_seconds_total", () => nics.Select(n => new Measurement<double>(n.Outdev.PausedMs / 1000.0, Tag("nic", n.Id))), "s", "Time the inputs spent paused by outdev back-pressure.");
+        _meter.CreateObservableCounter("outdev_stalls_total", () => Each(n => [(n.Outdev.Stalls, [])]), "{stall}", "Times outdev took no bytes for --outdev-stall-ms while the inputs were paused (drops allowed until it takes bytes again).");
         _meter.CreateObservableGauge("endpoint_connected", () => Each(n => Endpoints(n).Select(e => ((long)(e.Endpoint.IsConnected ? 1 : 0), Tag("endpoint", e.Name)))), "1", "1 while the chardev has a peer.");
         Histogram("queued_seconds", "How long released primary frames waited for comparison (ms resolution).", [.. nics.Select(n => (n.Counters.QueuedSeconds, Tag("nic", n.Id)))]);
         Histogram("checkpoint_duration_seconds", "Checkpoints seen over QMP: the primary's STOP to the flush of the queues.", [(checkpointSeconds, [])]);
@@ -70,8 +73,10 @@ internal sealed class DaemonMetrics : IDisposable
             (nic.Counters.SecondaryDroppedBy(r), new KeyValuePair<string, object?>[] { new("side", "secondary"), new("reason", r.ToString()) }),
         }).Concat(
         [
-            (nic.OutdevDropped, [new("side", "primary"), new("reason", "OutdevBacklogFull")]),
-            (nic.OutdevLost, [new("side", "primary"), new("reason", "OutdevWriteFailed")]),
+            (nic.Outdev.DroppedBy(OutdevDropReason.BacklogFull), [new("side", "primary"), new("reason", "OutdevBacklogFull")]),
+            (nic.Outdev.DroppedBy(OutdevDropReason.Expired), [new("side", "primary"), new("reason", "OutdevExpired")]),
+            (nic.Outdev.DroppedBy(OutdevDropReason.WriteFailed), [new("side", "primary"), new("reason", "OutdevWriteFailed")]),
+            (nic.Outdev.DroppedBy(OutdevDropReason.Shutdown), [new("side", "primary"), new("reason", "OutdevShutdown")]),
         ]);
 
     private static IEnumerable<(string Name, ChardevEndpoint Endpoint)> Endpoints(ComparedNic nic) => nic.Endpoints;

@@ -70,7 +70,7 @@ public class CommandLineTests
         NicConfiguration nic = c.Nics[0];
         Assert.Equal(new RedirectorRestore("redire0", "redire1"), nic.RestoreRedirector);
         Assert.Equal(TimeSpan.Zero, c.SummaryInterval);
-        Assert.Equal(8L << 20, c.OutdevBacklogBytes);
+        Assert.Equal(8L << 20, c.Outdev.BacklogBytes);
         Assert.Equal(16L << 20, nic.Compare.QueueBudgetBytes);
         Assert.False(nic.Compare.CompareIpv6);
         Assert.False(nic.Compare.CompareVlan);
