@@ -3,13 +3,17 @@ using ColoChardev.ChardevProtocol.Endpoints;
 namespace ColoChardev.Daemon;
 
 /// <summary>
-/// The <c>colo-compare</c> executable. This build offers the usage text and <c>check-chardev</c>; the comparing
-/// daemon itself arrives with the engine and daemon issues.
+/// The <c>colo-compare</c> executable: the comparing daemon (QEMU's <c>-chardev</c>/<c>-object colo-compare</c>
+/// syntax or plain options), and the subcommands <c>check-chardev</c>, <c>qmp</c>, <c>status</c>, <c>stats</c>,
+/// <c>events</c>.
 /// </summary>
 public static class Program
 {
     /// <summary>Exit code for a bad command line, as the usage text promises.</summary>
     public const int ExitUsage = 2;
+
+    /// <summary>Exit code for a daemon that cannot start (a taken port, an unusable path) or a command that failed.</summary>
+    public const int ExitStart = 1;
 
     /// <summary>.NET's switch that runs socket completions on the epoll thread instead of handing them to the thread pool.</summary>
     public const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
@@ -38,6 +42,12 @@ public static class Program
     public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(args);
+        if (args.Count > 1 && args[0] is "status" or "stats" or "events" or "qmp" or "check-chardev" && args.Skip(1).Any(a => a is "--help" or "-h"))
+        {
+            output.Write(Usage.For(args[0]));
+            return 0;
+        }
+
         if (args.Count > 0 && args[0] is "status" or "stats" && args.Count != 2)
         {
             error.WriteLine($"colo-compare: {args[0]} needs one argument, the daemon's --control socket path");
@@ -80,11 +90,11 @@ public static class Program
             {
                 return await Hosting.DaemonHost.RunAsync(configuration!).ConfigureAwait(false);
             }
-            catch (InvalidOperationException e) when (e.Message.StartsWith("--", StringComparison.Ordinal))
+            catch (Exception e) when (e is Hosting.DaemonStartException || (e is InvalidOperationException && e.Message.StartsWith("--", StringComparison.Ordinal)))
             {
-                // An option whose address cannot be used (--control, --metrics): one clear line, no stack trace.
+                // A chardev or option whose address or path cannot be used: one clear line, no stack trace.
                 error.WriteLine($"colo-compare: {e.Message}");
-                return 1;
+                return ExitStart;
             }
         }
 

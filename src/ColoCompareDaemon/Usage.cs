@@ -79,7 +79,52 @@ internal static class Usage
         SIGTERM/SIGINT release every queued primary packet, then exit 0. Under systemd (Type=notify) the daemon
         reports ready once its endpoints are open.
 
-        Exit codes: 0 success, 1 the command failed (QMP error, connection), 2 bad command line.
+        Exit codes: 0 success; 1 the daemon cannot start (a chardev, --metrics or --control address that is taken
+        or not ours, a path that cannot be used: one line naming it) or a command failed (QMP error, connection);
+        2 bad command line. A client chardev (server=off) whose peer is not there yet is not an error: it is retried
+        with backoff and logged.
 
         """;
+
+    /// <summary>The usage of one subcommand (<c>colo-compare SUBCOMMAND --help</c>).</summary>
+    public static string For(string subcommand) => subcommand switch
+    {
+        "status" => """
+            colo-compare status PATH
+              A running daemon's state, from its --control socket PATH, as one line of JSON: per NIC the options in
+              force, every chardev (address, server or client, connected, connections made), queued frames and bytes,
+              flows, the outdev backlog and its state (writing, back-pressure, stalled, no peer), the last checkpoint
+              requests and checkpoints. Exit 0, or 1 if the socket does not answer.
+
+            """,
+        "stats" => """
+            colo-compare stats PATH
+              A running daemon's counters, from its --control socket PATH, as one line of JSON: per NIC frames in,
+              released by reason, dropped by side and reason (outdev drops by reason too), mismatches, checkpoint
+              requests, outdev pauses and stalls. Exit 0, or 1 if the socket does not answer.
+
+            """,
+        "events" => """
+            colo-compare events PATH [NAME...]
+              Print a running daemon's events (from its --control socket PATH) as JSON lines until interrupted
+              (Ctrl-C), all of them or only those NAMEd: COLO_COMPARE_DIVERGENCE, COLO_COMPARE_CHECKPOINT_REQUEST,
+              COLO_COMPARE_CHECKPOINT, COLO_COMPARE_FAILOVER, COLO_COMPARE_CHARDEV, COLO_COMPARE_EVENTS_LOST.
+
+            """,
+        "qmp" => """
+            colo-compare qmp ADDRESS COMMAND [JSON-ARGUMENTS]
+              Run one QMP command and print the reply as one line of JSON (exit 1 on a QMP error).
+            colo-compare qmp ADDRESS --events [NAME...]
+              Print QMP events as JSON lines until interrupted (Ctrl-C).
+            ADDRESS: unix:/path, a plain path, or tcp:HOST:PORT (a QEMU monitor, or a daemon's --control socket).
+
+            """,
+        "check-chardev" => """
+            colo-compare check-chardev SPEC...
+              Parse chardev socket specs (QEMU's -chardev socket syntax) and say how each would be opened.
+              Exit 0, or 2 with the first spec that does not parse.
+
+            """,
+        _ => Text,
+    };
 }

@@ -73,4 +73,23 @@ public class ProgramTests
         Assert.Equal(Program.ExitUsage, code);
         Assert.Contains("'colour=blue'", error, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("status", "colo-compare status PATH")]
+    [InlineData("stats", "colo-compare stats PATH")]
+    [InlineData("events", "colo-compare events PATH [NAME...]")]
+    [InlineData("qmp", "colo-compare qmp ADDRESS COMMAND")]
+    [InlineData("check-chardev", "colo-compare check-chardev SPEC...")]
+    public async Task A_subcommand_given_help_prints_its_usage_instead_of_taking_help_for_a_path(string subcommand, string usage)
+    {
+        foreach (string help in new[] { "--help", "-h" })
+        {
+            using var output = new StringWriter();
+            using var error = new StringWriter();
+            int code = await Program.RunAsync([subcommand, help], output, error);
+            Assert.Equal(0, code);
+            Assert.StartsWith(usage, output.ToString(), StringComparison.Ordinal);
+            Assert.Empty(error.ToString());
+        }
+    }
 }

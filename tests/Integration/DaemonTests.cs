@@ -248,11 +248,17 @@ public sealed class DaemonTests : IDisposable
     [InlineData("--primary-in tcp:127.0.0.1:1 --secondary-in tcp:127.0.0.1:2", "'--outdev' is required")]
     [InlineData("--primary-in tcp:127.0.0.1:1 --secondary-in tcp:127.0.0.1:2 --outdev tcp:127.0.0.1:3 --compare-timeout 0", "'--compare-timeout=0'")]
     [InlineData("-chardev socket,id=a,host=127.0.0.1,port=1,colour=red", "'colour=red'")]
+    [InlineData("--primary-in tcp:127.0.0.1:1 --secondary-in tcp:127.0.0.1:2 --outdev tcp:127.0.0.1:3 --outdev-stall-ms 0", "'--outdev-stall-ms=0'")]
+    [InlineData("--primary-in tcp:127.0.0.1:1 --secondary-in tcp:127.0.0.1:2 --outdev tcp:127.0.0.1:3 --metrics 70000", "'--metrics=70000'")]
+    [InlineData("--primary-in tcp:127.0.0.1:1 --secondary-in tcp:127.0.0.1:2 --outdev tcp:127.0.0.1:3 --bypass proto=tcp,port=99999", "port '99999'")]
+    [InlineData("--primary-in tcp:127.0.0.1:1 --secondary-in tcp:127.0.0.1:2 --outdev tcp:127.0.0.1:3 --queue-budget-mb", "'--queue-budget-mb' needs a value")]
+    [InlineData("-chardev socket,id=a,path=/x,port=1", "both a TCP address (host/port) and a Unix path")]
     public async Task A_bad_argument_gets_one_clear_line_naming_it_and_exit_code_2(string arguments, string named)
     {
         await using DaemonProcess daemon = DaemonProcess.Start(arguments.Split(' '));
         Assert.Equal(2, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         string line = Assert.Single(daemon.Lines, l => l.Length > 0);
         Assert.Contains(named, line, StringComparison.Ordinal);
+        Assert.Equal(line, Assert.Single(daemon.ErrorLines));
     }
 }

@@ -11,6 +11,7 @@ public sealed class DaemonProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly List<string> _lines = [];
+    private readonly List<string> _errorLines = [];
 
     private DaemonProcess(Process process)
     {
@@ -34,6 +35,18 @@ public sealed class DaemonProcess : IAsyncDisposable
     }
 
     public string Output => string.Join('\n', Lines);
+
+    /// <summary>The lines printed on stderr so far (where a bad start says why; logs go to stdout).</summary>
+    public IReadOnlyList<string> ErrorLines
+    {
+        get
+        {
+            lock (_lines)
+            {
+                return [.. _errorLines];
+            }
+        }
+    }
 
     /// <summary>The daemon's assembly next to the test's.</summary>
     public static string AssemblyPath => Path.Combine(AppContext.BaseDirectory, "colo-compare.dll");
@@ -78,7 +91,17 @@ public sealed class DaemonProcess : IAsyncDisposable
         }
 
         process.OutputDataReceived += Collect;
-        process.ErrorDataReceived += Collect;
+        process.ErrorDataReceived += (sender, e) =>
+        {
+            Collect(sender, e);
+            if (e.Data is not null)
+            {
+                lock (daemon._lines)
+                {
+                    daemon._errorLines.Add(e.Data);
+                }
+            }
+        };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return daemon;

@@ -93,6 +93,11 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                         listener.DualMode = false;
                     }
                 }
+                else if (!Spec.Abstract && Path.GetDirectoryName(Path.GetFullPath(Spec.Path!)) is string directory && !Directory.Exists(directory))
+                {
+                    // bind(2) says ENOENT, which .NET words as "Cannot assign requested address".
+                    throw new IOException($"no directory {directory}");
+                }
                 else if (!Spec.Abstract && PeerCredentials.IsSocketFile(Spec.Path!))
                 {
                     // As QEMU does: a stale socket file from an earlier run would make bind fail.
@@ -104,8 +109,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                 // arrive together); one that left while it waited is accepted and found gone at once.
                 listener.Listen(ListenBacklog);
             }
-            catch (SocketException e)
+            catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
             {
+                // SocketException: the address is taken or not ours; the others: a Unix path we may not replace.
                 listener.Dispose();
                 throw new ChardevEndpointException($"chardev '{Name}': cannot listen on {Spec.Address}: {e.Message}", e);
             }

@@ -21,18 +21,58 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     private Prometheus.MetricServer? _metricServer;
     private ControlServer? _control;
     private readonly DaemonEvents _events = new();
+    private int _disposed;
+
+    /// <summary>
+    /// Makes everything that can fail because of the machine rather than the traffic: binds every server chardev, the
+    /// metrics port and the control socket. Called before the host starts, so that a taken port or an unusable path
+    /// is one line and exit code 1, not a host start-up failure with its stack trace.
+    /// </summary>
+    /// <exception cref="DaemonStartException">Something cannot be bound or opened; the message says what and where.</exception>
+    public void Open()
+    {
+        try
+        {
+            _coordinator = new CheckpointCoordinator(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
+            foreach (NicConfiguration nic in configuration.Nics)
+            {
+                var compared = new ComparedNic(nic, _coordinator, configuration.Outdev, loggers, _events, configuration.Capture);
+                _nics.Add(compared);
+                if (nic.NotifyDev is null)
+                {
+                    _coordinator.Add(compared);
+                }
+            }
+
+            if (configuration.Metrics is MetricsEndpoint metrics)
+            {
+                _metrics = new DaemonMetrics(_nics, _coordinator.CheckpointSeconds);
+                _metricServer = MetricsExport.Start(metrics);
+                DaemonLog.MetricsListening(_logger, metrics.Url);
+            }
+
+            if (configuration.ControlPath is string path)
+            {
+                _control = new ControlServer(path, _nics, _coordinator, _events, _logger);
+                DaemonLog.ControlListening(_logger, path);
+            }
+
+            foreach (ComparedNic nic in _nics)
+            {
+                nic.Listen();
+            }
+        }
+        catch (Exception e) when (e is ChardevProtocol.Endpoints.ChardevEndpointException or InvalidOperationException or IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        {
+            throw new DaemonStartException(e.Message, e);
+        }
+    }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        _coordinator = new CheckpointCoordinator(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
-        foreach (NicConfiguration nic in configuration.Nics)
+        if (_coordinator is null)
         {
-            var compared = new ComparedNic(nic, _coordinator, configuration.Outdev, loggers, _events, configuration.Capture);
-            _nics.Add(compared);
-            if (nic.NotifyDev is null)
-            {
-                _coordinator.Add(compared);
-            }
+            Open();
         }
 
         foreach (ComparedNic nic in _nics)
@@ -40,22 +80,8 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
             nic.Start(_stopping.Token);
         }
 
-        _coordinator.Start(_stopping.Token);
-        if (configuration.Metrics is MetricsEndpoint metrics)
-        {
-            _metrics = new DaemonMetrics(_nics, _coordinator.CheckpointSeconds);
-            _metricServer = MetricsExport.Start(metrics);
-            DaemonLog.MetricsListening(_logger, metrics.Url);
-        }
-
-        if (configuration.ControlPath is string path)
-        {
-            var control = new ControlServer(path, _nics, _coordinator, _events, _logger);
-            control.Start();
-            _control = control;
-            DaemonLog.ControlListening(_logger, path);
-        }
-
+        _coordinator!.Start(_stopping.Token);
+        _control?.Start();
         if (configuration.SummaryInterval > TimeSpan.Zero)
         {
             _summary = Task.Run(() => SummarizeAsync(_stopping.Token), CancellationToken.None);
@@ -85,6 +111,12 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
 
     public async ValueTask DisposeAsync()
     {
+        // Registered once as itself and once as the hosted service: the container disposes both registrations.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_metricServer is not null)
         {
@@ -131,3 +163,6 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
         }
     }
 }
+
+/// <summary>The daemon cannot start: an address is taken, a path is unusable. The message is the one line to print.</summary>
+public sealed class DaemonStartException(string message, Exception inner) : Exception(message, inner);

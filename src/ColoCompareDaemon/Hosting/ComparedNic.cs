@@ -113,8 +113,9 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     /// <summary>Divergence captures (<c>--capture</c>), or null.</summary>
     public DivergenceCapture? Capture { get; }
 
-    /// <summary>Binds server endpoints now (so peers can connect), then starts every loop.</summary>
-    public void Start(CancellationToken stopping)
+    /// <summary>Binds the server endpoints, so that peers can connect (and a taken address is found before anything runs).</summary>
+    /// <exception cref="ChardevEndpointException">An address cannot be bound; the message names the chardev and address.</exception>
+    public void Listen()
     {
         foreach (ChardevEndpoint endpoint in new[] { PrimaryIn, SecondaryIn, OutDev, Notify?.Endpoint }.OfType<ChardevEndpoint>())
         {
@@ -123,7 +124,11 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
                 endpoint.StartListening();
             }
         }
+    }
 
+    /// <summary>Starts every loop (after <see cref="Listen"/>).</summary>
+    public void Start(CancellationToken stopping)
+    {
         CompareOptions c = _configuration.Compare;
         DaemonLog.NicStarted(_logger, Id, PrimaryIn.Spec.Address, SecondaryIn.Spec.Address, OutDev.Spec.Address, Notify is null ? string.Empty : ", notify_dev " + Notify.Endpoint.Spec.Address, c.CompareTimeoutMs, c.ExpiredScanCycleMs, c.MaxQueueSize, c.VnetHdrSupport);
         _loops.Add(Run("primary_in reader", () => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), stopping), stopping));

@@ -10,8 +10,8 @@ internal static class DaemonHost
 {
     public static async Task<int> RunAsync(DaemonConfiguration configuration)
     {
-        // What can be checked before the host starts is checked here: a failure inside the host's start is logged by
-        // the host with a stack trace before Program prints its one line.
+        // What can fail because of the machine is checked or bound before the host starts: a failure inside the host's
+        // start would be logged by the host with a stack trace.
         if (configuration.Capture is Captures.CaptureSettings capture)
         {
             Captures.DivergenceCapture.EnsureWritable(capture);
@@ -42,8 +42,10 @@ internal static class DaemonHost
 
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = TimeSpan.FromSeconds(15));
         builder.Services.AddSingleton(configuration);
-        builder.Services.AddHostedService<CompareService>();
+        builder.Services.AddSingleton<CompareService>();
+        builder.Services.AddHostedService(services => services.GetRequiredService<CompareService>());
         using IHost host = builder.Build();
+        host.Services.GetRequiredService<CompareService>().Open();
         await host.RunAsync().ConfigureAwait(false);
         return 0;
     }

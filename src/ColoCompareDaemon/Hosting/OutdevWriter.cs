@@ -278,10 +278,11 @@ internal sealed class OutdevWriter : IDisposable
             Expire(queue);
             if (queue.Completion.IsCompleted)
             {
-                break;
+                // Shutting down with nothing left to write: no peer to wait for.
+                throw new OperationCanceledException("the outdev queue is complete and empty");
             }
 
-            await Task.WhenAny(connecting, Task.Delay(100, stopping)).ConfigureAwait(false);
+            await Task.WhenAny(connecting, queue.Completion, Task.Delay(100, stopping)).ConfigureAwait(false);
         }
 
         ChardevConnection connection = await connecting.ConfigureAwait(false);
