@@ -207,4 +207,99 @@ public sealed class DifferentialCompareTests(ITestOutputHelper output)
         Assert.Equal([p1, p2], ours.Released);
         Assert.Empty(ours.Requests);
     }
+
+    [Fact]
+    public async Task Out_of_order_primary_segments_leave_in_sequence_order_from_qemu_and_from_us_whichever_side_comes_first()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        CancellationToken token = timeout.Token;
+        await using StandaloneColoCompare qemu = StandaloneColoCompare.Start(new StandaloneColoCompareOptions { NotifyDev = true, CompareTimeoutMs = 600_000 });
+        await using StandaloneColoComparePeers peers = await StandaloneColoComparePeers.ConnectAsync(qemu, null, token);
+        byte[] Tcp(ushort port, uint seq, string payload, byte mac) =>
+            new FrameBuilder().SourceMac(mac).Ipv4("10.0.0.10", "10.0.0.1").Tcp(port, 40000, seq, 5, TcpControlBits.Ack, Encoding.ASCII.GetBytes(payload)).Build();
+
+        // Both primaries first (bytes 4-10, then 1-3), then the secondary's 1-10 in one segment.
+        byte[] late = Tcp(80, 1003, "3456789", 1);
+        byte[] early = Tcp(80, 1000, "012", 1);
+        byte[] whole = Tcp(80, 1000, "0123456789", 2);
+        await SendAsync(peers.Primary, [late, early], token);
+        await Task.Delay(100, token);
+        await SendAsync(peers.Secondary, [whole], token);
+        Assert.Equal([early, late], await ReadFramesAsync(peers.Outdev, 2, token));
+        Assert.Empty(await ReadUntilQuietAsync(peers.Notify!, token));
+
+        var ours = new EngineHarness();
+        ours.P(late);
+        ours.P(early);
+        ours.S(whole);
+        Assert.Equal([early, late], ours.Released);
+        Assert.Empty(ours.Requests);
+
+        // The secondary overtakes the late primary bytes (they come from different sockets, so this happens):
+        // QEMU compares 4-10 against the secondary's 1-10 from its start, misaligned, and asks for a checkpoint;
+        // we wait briefly for 1-3, compare both, and release them in sequence order.
+        byte[] late2 = Tcp(81, 1003, "3456789", 1);
+        byte[] early2 = Tcp(81, 1000, "012", 1);
+        byte[] whole2 = Tcp(81, 1000, "0123456789", 2);
+        await SendAsync(peers.Primary, [late2], token);
+        await Task.Delay(100, token);
+        await SendAsync(peers.Secondary, [whole2], token);
+        await Task.Delay(50, token);
+        await SendAsync(peers.Primary, [early2], token);
+        List<byte[]> qemuRequests = await ReadUntilQuietAsync(peers.Notify!, token);
+        Assert.NotEmpty(qemuRequests);
+        await FlushQemuAsync(peers, token);
+        List<byte[]> fromQemu = await ReadFramesAsync(peers.Outdev, 2, token);
+        output.WriteLine($"QEMU, secondary first: {qemuRequests.Count} checkpoint request(s), then {string.Join(", ", fromQemu.Select(f => f.Length))} byte frames at the flush");
+
+        ours.P(late2);
+        ours.S(whole2);
+        ours.Advance(CompareEngine.MidStreamGraceMs / 2);
+        ours.P(early2);
+        Assert.Equal([early, late, early2, late2], ours.Released);
+        Assert.Empty(ours.Requests);
+    }
+
+    [Fact]
+    public async Task Deliberate_difference_a_reused_4_tuple_is_compared_afresh_where_qemu_releases_the_new_connections_bytes_uncompared()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        CancellationToken token = timeout.Token;
+        await using StandaloneColoCompare qemu = StandaloneColoCompare.Start(new StandaloneColoCompareOptions { NotifyDev = true, CompareTimeoutMs = 600_000 });
+        await using StandaloneColoComparePeers peers = await StandaloneColoComparePeers.ConnectAsync(qemu, null, token);
+        byte[] Tcp(uint seq, uint ack, TcpControlBits flags, string payload, byte mac) =>
+            new FrameBuilder().SourceMac(mac).Ipv4("10.0.0.10", "10.0.0.1").Tcp(80, 40000, seq, ack, flags, Encoding.ASCII.GetBytes(payload)).Build();
+        const TcpControlBits Data = TcpControlBits.Ack | TcpControlBits.Psh;
+        const TcpControlBits SynAck = TcpControlBits.Syn | TcpControlBits.Ack;
+        const TcpControlBits FinAck = TcpControlBits.Fin | TcpControlBits.Ack;
+
+        // The old connection: compared up to sequence 5000, then closed.
+        byte[][] primaryOld = [Tcp(900, 7000, SynAck, "", 1), Tcp(901, 7001, Data, new string('o', 4099), 1), Tcp(5000, 7002, FinAck, "", 1)];
+        byte[][] secondaryOld = [Tcp(900, 7000, SynAck, "", 2), Tcp(901, 7001, Data, new string('o', 4099), 2), Tcp(5000, 7002, FinAck, "", 2)];
+        // The new connection on the same 4-tuple starts at ISN 500, below the old compared point, and its data differ.
+        byte[][] primaryNew = [Tcp(500, 9000, SynAck, "", 1), Tcp(501, 9001, Data, "new hello", 1)];
+        byte[][] secondaryNew = [Tcp(500, 9000, SynAck, "", 2), Tcp(501, 9001, Data, "new HELLO", 2)];
+        foreach ((byte[] p, byte[] s) in primaryOld.Zip(secondaryOld).Concat(primaryNew.Zip(secondaryNew)))
+        {
+            await SendAsync(peers.Primary, [p], token);
+            await Task.Delay(20, token);
+            await SendAsync(peers.Secondary, [s], token);
+            await Task.Delay(20, token);
+        }
+
+        List<byte[]> fromQemu = await ReadFramesAsync(peers.Outdev, 5, token);
+        List<byte[]> qemuRequests = await ReadUntilQuietAsync(peers.Notify!, token);
+        Assert.Equal(primaryNew[1], fromQemu[^1]); // QEMU: the differing new bytes went out, uncompared
+        Assert.Empty(qemuRequests);
+
+        var ours = new EngineHarness();
+        foreach ((byte[] p, byte[] s) in primaryOld.Zip(secondaryOld).Concat(primaryNew.Zip(secondaryNew)))
+        {
+            ours.P(p);
+            ours.S(s);
+        }
+
+        Assert.DoesNotContain(primaryNew[1], ours.Released); // ours: compared, found different, held
+        Assert.Equal(CheckpointReason.Mismatch, ours.Requests.Single().Reason);
+    }
 }

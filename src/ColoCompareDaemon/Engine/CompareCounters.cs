@@ -52,6 +52,9 @@ public sealed class CompareCounters
     /// <summary>Flows forgotten after closing or idling.</summary>
     public long FlowsExpired { get; internal set; }
 
+    /// <summary>TCP flows whose 4-tuple was reused by a new connection (a new SYN): comparison started afresh.</summary>
+    public long ConnectionsReused { get; internal set; }
+
     /// <summary>
     /// How long released primary frames waited in their queue (the engine's millisecond clock, so a frame released
     /// within the same millisecond counts as 0).

@@ -43,6 +43,15 @@ public sealed partial class CompareEngine
                 return;
             }
 
+            if (flow.HasCompareStart && SeqNumber.LessThan(p.Seq, flow.CompareStartSeq))
+            {
+                // Bytes from before where this flow's comparison began: the secondary's copy was skipped, so
+                // they cannot be compared, and sending them unverified would be unsafe for a failover. Hold the flow
+                // (sequence order is kept) until a checkpoint makes them the secondary's state too.
+                Unverifiable(flow);
+                return;
+            }
+
             if (flow.HasComparedSeq)
             {
                 if (SeqNumber.LessOrEqual(p.SeqEnd, flow.ComparedSeq))
@@ -73,6 +82,13 @@ public sealed partial class CompareEngine
             {
                 if (!flow.HasComparedSeq && SeqNumber.LessThan(sStart, pStart))
                 {
+                    if (_nowMs - p.ArrivalMs < MidStreamGraceMs)
+                    {
+                        // The primary's bytes before this segment may only be late (out of order): give them a
+                        // moment, so that they are compared rather than skipped (OnTick tries again).
+                        return;
+                    }
+
                     // The first comparison of a flow seen mid-stream: the secondary has bytes from before the first
                     // primary byte we saw. Nothing of the primary's to compare them with; skip them.
                     if (SeqNumber.LessOrEqual(s.SeqEnd, pStart))
@@ -102,6 +118,12 @@ public sealed partial class CompareEngine
             p.Compared += length;
             s.Compared += length;
             p.Partial |= !exact;
+            if (!flow.HasComparedSeq)
+            {
+                flow.CompareStartSeq = pStart;
+                flow.HasCompareStart = true;
+            }
+
             flow.ComparedSeq = pStart + (uint)length;
             flow.HasComparedSeq = true;
             if (s.Compared == s.DataLength)
@@ -114,6 +136,20 @@ public sealed partial class CompareEngine
                 ReleasePrimaryAt(flow, 0, ReleaseReason.Matched);
             }
         }
+    }
+
+    /// <summary>
+    /// How long the first primary segment of a fresh flow waits for out-of-order primary bytes before it when the
+    /// secondary has bytes from before it; after that the flow counts as seen mid-stream and the secondary's earlier
+    /// bytes are skipped.
+    /// </summary>
+    public const long MidStreamGraceMs = 100;
+
+    private void Unverifiable(Flow flow)
+    {
+        flow.Diverged = true;
+        flow.DivergedReason = CheckpointReason.Uncomparable;
+        RequestCheckpoint(CheckpointReason.Uncomparable, flow);
     }
 
     /// <summary>

@@ -106,6 +106,11 @@ public sealed partial class CompareEngine
         }
 
         Flow flow = GetFlow(packet, protocol, nowMs);
+        if (protocol == CompareProtocol.Tcp)
+        {
+            flow = Connection(flow, packet, PacketSide.Primary, nowMs);
+        }
+
         if (!Admit(frame, PacketSide.Primary, flow))
         {
             return;
@@ -141,6 +146,11 @@ public sealed partial class CompareEngine
         }
 
         Flow flow = GetFlow(packet, protocol, nowMs);
+        if (protocol == CompareProtocol.Tcp)
+        {
+            flow = Connection(flow, packet, PacketSide.Secondary, nowMs);
+        }
+
         flow.LastSecondaryOrder = _order++;
         if (protocol == CompareProtocol.Tcp)
         {
@@ -220,6 +230,12 @@ public sealed partial class CompareEngine
                 }
 
                 continue;
+            }
+
+            if (flow.Protocol == CompareProtocol.Tcp && !flow.HasComparedSeq && !flow.Diverged)
+            {
+                // A fresh flow may be waiting for primary bytes that arrive out of order (see ProcessTcp).
+                ProcessTcp(flow);
             }
 
             CheckpointReason? flowReason = Overdue(flow, nowMs);
@@ -435,6 +451,82 @@ public sealed partial class CompareEngine
         }
     }
 
+    /// <summary>
+    /// TCP connection reuse: a SYN on a 4-tuple whose flow has already carried a connection on that side (a SYN after
+    /// FIN or RST, or a jump to a new ISN; a retransmitted SYN has the same sequence number) starts a new flow, with
+    /// fresh comparison state on both sides. The old flow is retired: it keeps what it has queued and is compared,
+    /// flushed or timed out as before, and it receives the other side's packets until that side's own SYN shows
+    /// that it has moved to the new connection too (each side's stream is in order).
+    /// </summary>
+    private Flow Connection(Flow flow, in ParsedPacket packet, PacketSide side, long nowMs)
+    {
+        bool primary = side == PacketSide.Primary;
+        if ((packet.TcpFlags & TcpControlBits.Syn) != 0)
+        {
+            bool seen = primary ? flow.PrimarySeen : flow.SecondarySeen;
+            bool retransmitted = primary ? flow.HasPrimarySyn && flow.PrimarySyn == packet.TcpSeq : flow.HasSecondarySyn && flow.SecondarySyn == packet.TcpSeq;
+            if (seen && !retransmitted)
+            {
+                flow = StartConnection(flow, side, nowMs);
+            }
+
+            if (primary)
+            {
+                flow.PrimarySyn = packet.TcpSeq;
+                flow.HasPrimarySyn = true;
+                flow.PrimaryAwaitingSyn = false;
+            }
+            else
+            {
+                flow.SecondarySyn = packet.TcpSeq;
+                flow.HasSecondarySyn = true;
+                flow.SecondaryAwaitingSyn = false;
+            }
+        }
+        else if ((primary ? flow.PrimaryAwaitingSyn : flow.SecondaryAwaitingSyn) && flow.Previous is Flow previous)
+        {
+            // The old connection's last packets on this side (its final ACK, a FIN, a retransmission).
+            previous.LastActivityMs = nowMs;
+            flow = previous;
+        }
+
+        if (primary)
+        {
+            flow.PrimarySeen = true;
+        }
+        else
+        {
+            flow.SecondarySeen = true;
+        }
+
+        return flow;
+    }
+
+    private Flow StartConnection(Flow old, PacketSide side, long nowMs)
+    {
+        Flow fresh = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow();
+        fresh.Start(old.Id, nowMs);
+        fresh.Index = _flowList.Count;
+        _flowList.Add(fresh);
+        _flows[old.Id] = fresh;
+        Counters.Flows++;
+        Counters.ConnectionsReused++;
+        if (old.Previous is Flow older)
+        {
+            // Only the latest old connection still receives packets; an older one just drains.
+            older.Successor = null;
+            old.Previous = null;
+        }
+
+        old.Retired = true;
+        old.Successor = fresh;
+        fresh.Previous = old;
+        fresh.PrimaryAwaitingSyn = side != PacketSide.Primary && old.PrimarySeen;
+        fresh.SecondaryAwaitingSyn = side != PacketSide.Secondary && old.SecondarySeen;
+        _lastFlow = fresh;
+        return fresh;
+    }
+
     private Flow GetFlow(in ParsedPacket packet, CompareProtocol protocol, long nowMs)
     {
         Flow? flow = _lastFlow;
@@ -472,7 +564,23 @@ public sealed partial class CompareEngine
         _flowList[flow.Index] = moved;
         moved.Index = flow.Index;
         _flowList.RemoveAt(last);
-        _flows.Remove(flow.Id);
+        if (flow.Retired)
+        {
+            // Out of the table already; the connection that replaced it sends its own packets from now on.
+            if (flow.Successor is Flow successor && successor.Previous == flow)
+            {
+                successor.Previous = null;
+            }
+        }
+        else
+        {
+            _flows.Remove(flow.Id);
+            if (flow.Previous is Flow previous)
+            {
+                previous.Successor = null;
+            }
+        }
+
         if (_lastFlow == flow)
         {
             _lastFlow = null;
@@ -486,7 +594,7 @@ public sealed partial class CompareEngine
     private bool IsExpired(Flow flow, long nowMs)
     {
         long idle = nowMs - flow.LastActivityMs;
-        bool closed = flow.Reset || (flow.PrimaryClosed && flow.SecondaryClosed);
+        bool closed = flow.Reset || flow.Retired || (flow.PrimaryClosed && flow.SecondaryClosed);
         return idle > _options.FlowIdleTimeoutMs || (closed && idle > _options.ClosedFlowLingerMs);
     }
 
@@ -494,7 +602,7 @@ public sealed partial class CompareEngine
     {
         if (flow.Diverged)
         {
-            return CheckpointReason.Mismatch;
+            return flow.DivergedReason;
         }
 
         // Strictly older than compare_timeout, as QEMU checks (spec §2.8).
@@ -537,6 +645,7 @@ public sealed partial class CompareEngine
     private void Mismatch(Flow flow)
     {
         flow.Diverged = true;
+        flow.DivergedReason = CheckpointReason.Mismatch;
         Counters.CountMismatch(flow.Protocol);
         _actions.Diverged(new Divergence(CheckpointReason.Mismatch, flow, _options, _nowMs));
         RequestCheckpoint(CheckpointReason.Mismatch, flow);
@@ -553,7 +662,7 @@ public sealed partial class CompareEngine
         _checkpointOutstanding = true;
         _checkpointRequestedMs = _nowMs;
         Counters.CountCheckpointRequest(reason);
-        if (reason is CheckpointReason.PrimaryTimeout or CheckpointReason.SecondaryTimeout or CheckpointReason.QueueFull)
+        if (reason is CheckpointReason.PrimaryTimeout or CheckpointReason.SecondaryTimeout or CheckpointReason.QueueFull or CheckpointReason.Uncomparable)
         {
             // A mismatch was reported when found (a re-request of it is not a new divergence); a packet dropped for
             // the queue budget is gone, so there is no diverging pair to show.
@@ -568,6 +677,12 @@ public sealed partial class CompareEngine
         foreach (Flow flow in _flowList)
         {
             ReleaseQueued(flow, release, drop);
+
+            // The secondary now holds the primary's state: an old connection's packets no longer need their own
+            // flow, and a side that never sent the new connection's SYN (it got the connection from the checkpoint)
+            // is no longer waited for.
+            flow.PrimaryAwaitingSyn = false;
+            flow.SecondaryAwaitingSyn = false;
         }
     }
 
@@ -603,6 +718,9 @@ public sealed partial class CompareEngine
             DropSecondaryAt(flow, 0, drop);
         }
 
+        // Every byte the primary sent is now out by this release (a checkpoint: and in the secondary's state), so a
+        // retransmission of any of them is safe.
+        flow.HasCompareStart = false;
         flow.Diverged = false;
     }
 

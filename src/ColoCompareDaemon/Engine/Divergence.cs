@@ -65,6 +65,7 @@ public readonly ref struct Divergence
     public bool IsDiverging(PacketSide side, int index) => Reason switch
     {
         CheckpointReason.Mismatch => index == 0,
+        CheckpointReason.Uncomparable => side == PacketSide.Primary && index == 0,
         CheckpointReason.PrimaryTimeout => side == PacketSide.Primary && index == _timedOut,
         CheckpointReason.SecondaryTimeout => side == PacketSide.Secondary && index == _timedOut,
         _ => false,
@@ -103,6 +104,9 @@ public readonly ref struct Divergence
             case CheckpointReason.SecondaryTimeout when secondary.Count > 0:
                 return string.Create(CultureInfo.InvariantCulture,
                     $"the oldest secondary packet waited {NowMs - secondary.OldestArrivalMs()} ms for the primary's (compare_timeout {_options.CompareTimeoutMs} ms); {queued}");
+            case CheckpointReason.Uncomparable when primary.Count > 0 && _flow.HasCompareStart:
+                return string.Create(CultureInfo.InvariantCulture,
+                    $"TCP primary segment {primary.Head.Seq}+{primary.Head.DataLength} has bytes from before sequence number {_flow.CompareStartSeq}, where comparison of the flow began (the secondary's copy was skipped), so they cannot be compared; {queued}");
             case CheckpointReason.QueueFull:
                 return string.Create(CultureInfo.InvariantCulture, $"a queue reached max_queue_size {_options.MaxQueueSize}; {queued}");
             default:

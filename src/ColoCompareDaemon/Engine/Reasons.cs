@@ -133,4 +133,11 @@ public enum CheckpointReason : byte
 
     /// <summary>The queue budget was exhausted and a packet was dropped.</summary>
     QueueBudget,
+
+    /// <summary>
+    /// TCP: a primary segment carries bytes from before the point where the flow's comparison began (a flow first seen
+    /// mid-stream, or a segment that arrived out of order after the bytes behind it were compared). The secondary's
+    /// copy of them was skipped, so they cannot be compared; a checkpoint makes them safe to send.
+    /// </summary>
+    Uncomparable,
 }

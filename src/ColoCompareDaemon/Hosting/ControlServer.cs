@@ -544,6 +544,7 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("captures-skipped", (nic.Capture?.SkippedBusy ?? 0) + (nic.Capture?.Failed ?? 0));
             w.WriteNumber("flows", c.Flows);
             w.WriteNumber("flows-expired", c.FlowsExpired);
+            w.WriteNumber("connections-reused", c.ConnectionsReused);
             w.WriteEndObject();
         }
 
