@@ -11,6 +11,7 @@ namespace ColoChardev.Integration;
 /// The fault suite's peer churn: one long-lived daemon whose peers come and go on every chardev, the daemon as server
 /// and as client, over TCP and Unix sockets. Each round sends matching TCP and UDP pairs on fresh flows, then a
 /// mismatch whose checkpoint is asked for on notify_dev and answered; nothing may be lost, every flow leaves in order.
+/// Peers leave with an orderly close and, every other round, with a TCP reset.
 /// </summary>
 public sealed class PeerChurnTests(ITestOutputHelper output) : IDisposable
 {
@@ -47,7 +48,8 @@ public sealed class PeerChurnTests(ITestOutputHelper output) : IDisposable
                 sent += await RoundAsync(rig, checkpoint: true, null, null);
             }
 
-            await rig.CloseAllAsync();
+            // Odd rounds leave as a crashed peer does (a TCP RST), even rounds with an orderly close.
+            await rig.CloseAllAsync(reset: round % 2 == 1);
         }
 
         await rig.ConnectAllAsync(Token);
@@ -57,7 +59,7 @@ public sealed class PeerChurnTests(ITestOutputHelper output) : IDisposable
         {
             for (int round = 0; round < SingleSocketRounds; round++)
             {
-                await rig.CloseAsync(role);
+                await rig.CloseAsync(role, reset: round % 2 == 1);
                 if (role == ChardevRole.OutDev)
                 {
                     // Released while outdev has no peer: held for the next one (within --outdev-hold-ms).

@@ -126,12 +126,20 @@ public sealed class ChurnRig : IAsyncDisposable
         }
     }
 
-    /// <summary>Our peer for <paramref name="role"/> goes away: its connection closes (and, where we listen, its listener).</summary>
-    public async Task CloseAsync(ChardevRole role)
+    /// <summary>
+    /// Our peer for <paramref name="role"/> goes away: its connection closes (and, where we listen, its listener);
+    /// with <paramref name="reset"/>, with a TCP RST instead of a FIN, as a crashed peer's does.
+    /// </summary>
+    public async Task CloseAsync(ChardevRole role, bool reset = false)
     {
         Peer peer = _peers[role];
         if (peer.Connection is not null)
         {
+            if (reset)
+            {
+                peer.Connection.Abort();
+            }
+
             await peer.Connection.DisposeAsync();
             peer.Connection = null;
         }
@@ -143,11 +151,11 @@ public sealed class ChurnRig : IAsyncDisposable
         }
     }
 
-    public async Task CloseAllAsync()
+    public async Task CloseAllAsync(bool reset = false)
     {
         foreach (ChardevRole role in Roles)
         {
-            await CloseAsync(role);
+            await CloseAsync(role, reset);
         }
     }
 

@@ -133,6 +133,28 @@ public sealed class ChardevConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Closes the connection at once with a TCP reset (RST) rather than an orderly FIN, as a crashed peer or a
+    /// killed process's kernel does; on a Unix socket an ordinary close. Dispose it afterwards as usual.
+    /// </summary>
+    public void Abort()
+    {
+        try
+        {
+            if (Socket.ProtocolType == ProtocolType.Tcp)
+            {
+                Socket.LingerState = new LingerOption(true, 0);
+            }
+
+            Socket.Close();
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+
+        MarkClosed();
+    }
+
     /// <summary>Closes the socket without waiting for unsent bytes, and frees the endpoint for its next peer.</summary>
     public async ValueTask DisposeAsync()
     {

@@ -55,7 +55,8 @@ internal sealed class ControlServer : IAsyncDisposable
                 File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             }
 
-            _listener.Listen(8);
+            // Room for a burst of clients (a monitoring fleet polling at once); a full backlog refuses Unix connects with EAGAIN.
+            _listener.Listen(128);
         }
         catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
         {
@@ -168,7 +169,12 @@ internal sealed class ControlServer : IAsyncDisposable
                     }
                 }
             }
-            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
+            catch (InvalidDataException e)
+            {
+                // Not a client's ordinary leaving: something sent what no QMP client sends.
+                DaemonLog.ControlClientCutOff(_logger, e.Message);
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
             {
                 DaemonLog.ControlClientClosed(_logger, e.Message);
             }
@@ -545,6 +551,25 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("flows", c.Flows);
             w.WriteNumber("flows-expired", c.FlowsExpired);
             w.WriteNumber("connections-reused", c.ConnectionsReused);
+            w.WriteStartObject("chardevs");
+            foreach ((string name, ChardevEndpoint endpoint) in nic.Endpoints)
+            {
+                // Framing-level faults never become packets: counted here, per chardev.
+                ChardevProtocol.Framing.ChardevStatistics e = endpoint.Statistics;
+                w.WriteStartObject(name);
+                w.WriteNumber("connections", e.Connections);
+                w.WriteNumber("frames-read", e.FramesRead);
+                w.WriteNumber("bytes-read", e.BytesRead);
+                w.WriteNumber("zero-length", e.ZeroLengthFrames);
+                w.WriteNumber("truncated", e.TruncatedFrames);
+                w.WriteNumber("oversized", e.OversizedFrames);
+                w.WriteNumber("frames-written", e.FramesWritten);
+                w.WriteNumber("bytes-ignored", e.BytesIgnored);
+                w.WriteNumber("refused-peers", e.RefusedPeers);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndObject();
             w.WriteEndObject();
         }
 

@@ -75,6 +75,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Debug, Message = "control socket: a client left ({Reason})")]
     public static partial void ControlClientClosed(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 228, Level = LogLevel.Warning, Message = "control socket: a client was cut off: {Reason}")]
+    public static partial void ControlClientCutOff(ILogger logger, string reason);
+
     [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "colo-compare '{Nic}': {Property} set to {Value} over the control socket")]
     public static partial void PropertySet(ILogger logger, string nic, string property, long value);
 

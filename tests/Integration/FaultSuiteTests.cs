@@ -1,0 +1,409 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using ColoChardev.ChardevProtocol.Framing;
+using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Testbed;
+using Xunit.Abstractions;
+
+namespace ColoChardev.Integration;
+
+/// <summary>
+/// The fault suite's input faults, on one long-lived daemon (all four chardevs TCP servers, QEMU's syntax): malformed
+/// bytes on each input, and SIGTERM with hundreds of held packets. After every fault a matching pair on a fresh
+/// connection must be released, and the control socket's accounting must hold: every primary frame accepted is
+/// released, dropped with a reason, or still queued.
+/// </summary>
+public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
+{
+    private const int RandomFrames = 100_000;
+    private const int ZeroLengthFrames = 10_000;
+    private readonly CancellationTokenSource _timeout = new(TimeSpan.FromMinutes(4));
+    private readonly Random _random = new(20261203);
+    private int _marker;
+
+    public void Dispose() => _timeout.Dispose();
+
+    private CancellationToken Token => _timeout.Token;
+
+    public static TheoryData<ChardevRole> Inputs => new() { ChardevRole.PrimaryIn, ChardevRole.SecondaryIn };
+
+    [Theory]
+    [MemberData(nameof(Inputs))]
+    public async Task Malformed_input_never_stops_the_daemon_a_fresh_connection_works_and_every_primary_frame_is_accounted_for(ChardevRole input)
+    {
+        await using ChurnRig rig = await ChurnRig.StartAsync(ChurnMode.DaemonServesTcp, ",compare_timeout=60000", [], Token);
+        using var draining = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        var released = new ConcurrentDictionary<string, int>();
+        long drained = 0;
+        Task drain = Task.Run(async () =>
+        {
+            // Outdev is read all along (a stopped reader would rightly pause the inputs).
+            while (!draining.IsCancellationRequested)
+            {
+                using ChardevFrame frame = (await rig.Connection(ChardevRole.OutDev).Reader.ReadFrameAsync(draining.Token)) ?? throw new EndOfStreamException("outdev closed");
+                released.AddOrUpdate(Convert.ToHexString(frame.Payload), 1, (_, n) => n + 1);
+                Interlocked.Increment(ref drained);
+            }
+        }, CancellationToken.None);
+
+        long primaryFrames = 0;
+        (string Fault, Func<Task<long>> Inject)[] faults =
+        [
+            ("64 KiB of garbage bytes", () => RawAsync(rig, input, RandomBytes(64 * 1024), 0)),
+            ("a length word of 69,633", () => RawAsync(rig, input, [.. BigEndian(69_633), .. RandomBytes(2000)], 0)),
+            ($"{ZeroLengthFrames:N0} zero-length frames", () => RawAsync(rig, input, [.. Enumerable.Range(0, ZeroLengthFrames).SelectMany(_ => BigEndian(0))], 0)),
+            ("a frame cut by a close", () => RawAsync(rig, input, [.. BigEndian(1000), .. RandomBytes(500)], 0)),
+            ($"{RandomFrames:N0} random framed frames", () => RandomFramesAsync(rig, input)),
+        ];
+        foreach ((string fault, Func<Task<long>> inject) in faults)
+        {
+            long accepted = await inject();
+            if (input == ChardevRole.PrimaryIn)
+            {
+                primaryFrames += accepted;
+            }
+
+            // The input that had the fault is reconnected (the daemon may have closed it); a fresh pair gets through.
+            await rig.CloseAsync(input);
+            await rig.ConnectAsync(input, Token);
+            ushort port = NextMarker();
+            byte[] marker = Udp(port, "after the fault", 1);
+            await rig.SendAsync(ChardevRole.PrimaryIn, [marker]);
+            await rig.SendAsync(ChardevRole.SecondaryIn, [Udp(port, "after the fault", 2)]);
+            primaryFrames++;
+            await WaitUntilAsync(() => released.ContainsKey(Convert.ToHexString(marker)), $"the matching pair after {fault}", rig);
+            Assert.Equal(1, released[Convert.ToHexString(marker)]);
+            Assert.False(rig.Daemon.HasExited, rig.Daemon.Output);
+            output.WriteLine($"{input}: {fault}: daemon up, fresh pair released");
+        }
+
+        // What the random frames left queued (parseable flows with no twin) leaves at a checkpoint.
+        await rig.SendNotifyAsync("COLO_CHECKPOINT");
+        JsonElement stats = default;
+        await WaitUntilAsync(() =>
+        {
+            stats = StatsAsync(rig).GetAwaiter().GetResult();
+            return stats.GetProperty("primary-queued").GetInt64() == 0 && stats.GetProperty("outdev-written").GetInt64() == stats.GetProperty("released").GetInt64() && Interlocked.Read(ref drained) == stats.GetProperty("released").GetInt64();
+        }, "the flush and outdev catching up", rig);
+
+        long primaryIn = stats.GetProperty("primary-in").GetInt64();
+        long releasedCount = stats.GetProperty("released").GetInt64();
+        long dropped = stats.GetProperty("primary-dropped").GetInt64();
+        Assert.Equal(primaryFrames, primaryIn); // every well-framed primary packet was accepted, none invented
+        Assert.Equal(primaryIn, releasedCount + dropped + stats.GetProperty("primary-queued").GetInt64());
+        // Framing faults never become packets; the faulted chardev counts them.
+        JsonElement chardev = stats.GetProperty("chardevs").GetProperty(input == ChardevRole.PrimaryIn ? "primary_in" : "secondary_in");
+        Assert.Equal(ZeroLengthFrames, chardev.GetProperty("zero-length").GetInt64());
+        Assert.True(chardev.GetProperty("oversized").GetInt64() >= 2, chardev.ToString()); // the garbage and the 69,633
+        Assert.True(chardev.GetProperty("truncated").GetInt64() >= 1, chardev.ToString()); // the frame cut by a close
+        Assert.Equal(6, chardev.GetProperty("connections").GetInt64()); // the first and one per fault
+        Assert.Equal(dropped, stats.GetProperty("primary-dropped-by").EnumerateObject().Sum(p => p.Value.GetInt64()));
+        Assert.All(released, pair => Assert.True(pair.Value == 1 || RepeatedInTheInput(pair.Key), $"released {pair.Value} times: {pair.Key[..Math.Min(80, pair.Key.Length)]}"));
+        Assert.Equal(0, stats.GetProperty("outdev-dropped").GetInt64());
+        output.WriteLine($"{input}: primary-in {primaryIn:N0} = released {releasedCount:N0} + dropped {dropped:N0} (by reason: {stats.GetProperty("primary-dropped-by")}); released by reason {stats.GetProperty("released-by")}");
+        await draining.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => drain);
+        Assert.Equal(0, await rig.Daemon.StopAsync(TimeSpan.FromSeconds(20)));
+    }
+
+    [Fact]
+    public async Task Sigterm_with_500_held_tcp_and_udp_packets_on_many_flows_releases_each_once_in_flow_order_and_exits_0()
+    {
+        await using ChurnRig rig = await ChurnRig.StartAsync(ChurnMode.DaemonServesTcp, ",compare_timeout=60000", [], Token);
+        var held = new List<byte[]>();
+        for (int i = 0; i < 250; i++)
+        {
+            int flow = i % 10;
+            held.Add(new FrameBuilder().Ipv4("10.0.0.10", "10.0.0.1").Tcp((ushort)(2000 + flow), 40000, 1000 + (uint)(i / 10 * 20), 900, TcpControlBits.Ack | TcpControlBits.Psh, Encoding.ASCII.GetBytes($"tcp {i:D3} of {flow:D2}....")).Build());
+            held.Add(Udp((ushort)(3000 + flow), $"udp {i:D3} of flow {flow}", 1));
+        }
+
+        await rig.SendAsync(ChardevRole.PrimaryIn, held);
+        await WaitUntilAsync(() => StatsAsync(rig).GetAwaiter().GetResult().GetProperty("primary-queued").GetInt64() == held.Count, "500 packets held", rig);
+        Assert.True(await rig.OutdevQuietAsync(0.2));
+
+        Task<List<byte[]>> reading = rig.ReadOutdevAsync(held.Count);
+        Assert.Equal(0, await rig.Daemon.StopAsync(TimeSpan.FromSeconds(20)));
+        List<byte[]> released = await reading;
+        Assert.Equal(held.Select(Convert.ToHexString).Order(), released.Select(Convert.ToHexString).Order()); // each once
+        foreach (IGrouping<ushort, byte[]> flow in held.GroupBy(SourcePort))
+        {
+            Assert.Equal(flow.Select(Convert.ToHexString), released.Where(f => SourcePort(f) == flow.Key).Select(Convert.ToHexString));
+        }
+
+        Assert.Contains(rig.Daemon.Lines, l => l.Contains("500 queued primary frames released", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Control_socket_abuse_never_stops_the_comparison_and_the_socket_keeps_serving()
+    {
+        await using ChurnRig rig = await ChurnRig.StartAsync(ChurnMode.DaemonServesTcp, ",compare_timeout=60000", [], Token);
+
+        // A 1 MiB line without a newline: that client is cut off, with a warning; nobody else notices.
+        using (Socket huge = await RawControlAsync(rig))
+        {
+            byte[] line = new byte[1 << 20];
+            Array.Fill(line, (byte)'x');
+            try
+            {
+                await huge.SendAsync(line, SocketFlags.None, Token);
+            }
+            catch (SocketException)
+            {
+                // Closed by the daemon while we were still sending: the expected end.
+            }
+
+            Assert.Equal(0, await ReadToEndAsync(huge));
+        }
+
+        // Invalid JSON gets an error and the connection stays usable.
+        using (Socket bad = await RawControlAsync(rig))
+        {
+            await bad.SendAsync("{\"execute\": \"qmp_capabilities\"}\n{not json at all\n{\"execute\": \"query-stats\", \"id\": 7}\n"u8.ToArray(), SocketFlags.None, Token);
+            string replies = await ReadLinesAsync(bad, 3);
+            Assert.Contains("\"error\"", replies, StringComparison.Ordinal);
+            Assert.Contains("\"id\": 7", replies.Replace("\"id\":7", "\"id\": 7", StringComparison.Ordinal), StringComparison.Ordinal);
+        }
+
+        // A subscriber that never reads, while 3,000 divergences make events faster than it could ever hold.
+        using Socket deaf = await RawControlAsync(rig);
+        await deaf.SendAsync("{\"execute\": \"qmp_capabilities\"}\n"u8.ToArray(), SocketFlags.None, Token);
+        await using ControlSocketClient reader = await ControlSocketClient.ConnectAsync(rig.ControlPath, Token);
+
+        // And 50 clients at once, all answered.
+        ControlSocketClient[] many = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => ControlSocketClient.ConnectAsync(rig.ControlPath, Token)));
+        JsonElement[] answers = await Task.WhenAll(many.Select(c => c.ExecuteAsync("query-stats")));
+        Assert.All(answers, a => Assert.Equal("comp0", a.GetProperty("nics")[0].GetProperty("id").GetString()));
+        foreach (ControlSocketClient client in many)
+        {
+            await client.DisposeAsync();
+        }
+
+        const int Divergences = 3000;
+        var primary = new List<byte[]>();
+        var secondary = new List<byte[]>();
+        for (int i = 0; i < Divergences; i++)
+        {
+            primary.Add(Udp((ushort)(10_000 + i), $"primary says {i} " + new string('p', 200), 1));
+            secondary.Add(Udp((ushort)(10_000 + i), $"secondary says {i} " + new string('s', 200), 2));
+        }
+
+        await rig.SendAsync(ChardevRole.PrimaryIn, primary);
+        await rig.SendAsync(ChardevRole.SecondaryIn, secondary);
+        JsonElement first = await reader.NextEventAsync("COLO_COMPARE_DIVERGENCE", "COLO_COMPARE_CHECKPOINT_REQUEST", "COLO_COMPARE_CHARDEV");
+        Assert.Equal("Mismatch", first.GetProperty("reason").GetString());
+        await WaitUntilAsync(() => StatsAsync(rig).GetAwaiter().GetResult().GetProperty("divergences").GetInt64() == Divergences, "3,000 divergences", rig);
+
+        // The comparison went on: the held frames leave at the checkpoint, a fresh pair is released as usual.
+        Assert.Equal("DO_CHECKPOINT", await rig.ReadNotifyAsync());
+        await rig.SendNotifyAsync("COLO_CHECKPOINT");
+        Assert.Equal(Divergences, (await rig.ReadOutdevAsync(Divergences)).Count);
+        byte[] after = Udp(9, "after the abuse", 1);
+        await rig.SendAsync(ChardevRole.PrimaryIn, [after]);
+        await rig.SendAsync(ChardevRole.SecondaryIn, [Udp(9, "after the abuse", 2)]);
+        Assert.Equal(Convert.ToHexString(after), Convert.ToHexString(Assert.Single(await rig.ReadOutdevAsync(1))));
+
+        // The deaf subscriber, reading at last, is told how many events it lost.
+        string lost = await ReadUntilAsync(deaf, "COLO_COMPARE_EVENTS_LOST");
+        Assert.Matches("\"count\": ?[1-9]", lost);
+        Assert.False(rig.Daemon.HasExited, rig.Daemon.Output);
+        Assert.Contains(rig.Daemon.Lines, l => l.Contains("request line longer than", StringComparison.Ordinal));
+    }
+
+    private async Task<Socket> RawControlAsync(ChurnRig rig)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(rig.ControlPath), Token);
+        await ReadLinesAsync(socket, 1); // the greeting
+        return socket;
+    }
+
+    private async Task<int> ReadToEndAsync(Socket socket)
+    {
+        byte[] buffer = new byte[65536];
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        wait.CancelAfter(TimeSpan.FromSeconds(10));
+        try
+        {
+            while (true)
+            {
+                int n = await socket.ReceiveAsync(buffer, SocketFlags.None, wait.Token);
+                if (n == 0)
+                {
+                    return 0;
+                }
+            }
+        }
+        catch (SocketException)
+        {
+            return 0; // reset by the daemon: closed too
+        }
+    }
+
+    private async Task<string> ReadLinesAsync(Socket socket, int lines)
+    {
+        var text = new StringBuilder();
+        byte[] one = new byte[1];
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        wait.CancelAfter(TimeSpan.FromSeconds(10));
+        while (lines > 0 && await socket.ReceiveAsync(one, SocketFlags.None, wait.Token) == 1)
+        {
+            text.Append((char)one[0]);
+            if (one[0] == '\n')
+            {
+                lines--;
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private async Task<string> ReadUntilAsync(Socket socket, string text)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        wait.CancelAfter(TimeSpan.FromSeconds(30));
+        var line = new StringBuilder();
+        byte[] buffer = new byte[65536];
+        var pending = new List<byte>();
+        while (true)
+        {
+            int n = await socket.ReceiveAsync(buffer, SocketFlags.None, wait.Token);
+            if (n == 0)
+            {
+                throw new EndOfStreamException($"the control socket closed before '{text}'");
+            }
+
+            for (int i = 0; i < n; i++)
+            {
+                if (buffer[i] != '\n')
+                {
+                    pending.Add(buffer[i]);
+                    continue;
+                }
+
+                string current = Encoding.UTF8.GetString([.. pending]);
+                pending.Clear();
+                if (current.Contains(text, StringComparison.Ordinal))
+                {
+                    return current;
+                }
+            }
+        }
+    }
+
+    private static async Task<long> RawAsync(ChurnRig rig, ChardevRole input, byte[] bytes, long frames)
+    {
+        try
+        {
+            await rig.Connection(input).Output.WriteAsync(bytes);
+        }
+        catch (IOException)
+        {
+            // The daemon closed the connection in the middle: that is one of the right answers.
+        }
+
+        await Task.Delay(100);
+        return frames;
+    }
+
+    /// <summary>Well-framed frames whose packets are broken every way the parser must survive. Returns their number.</summary>
+    private async Task<long> RandomFramesAsync(ChurnRig rig, ChardevRole input)
+    {
+        const int Batch = 1000;
+        for (int sent = 0; sent < RandomFrames; sent += Batch)
+        {
+            var batch = new List<byte[]>(Batch);
+            for (int i = 0; i < Batch; i++)
+            {
+                batch.Add(Broken());
+            }
+
+            await rig.SendAsync(input, batch);
+        }
+
+        return RandomFrames;
+    }
+
+    private byte[] Broken()
+    {
+        ushort port = (ushort)_random.Next(1, 65535);
+        byte[] frame = _random.Next(4) switch
+        {
+            0 => new FrameBuilder().Ipv4("10.0.0.10", "10.0.0.1").Tcp(port, 80, (uint)_random.Next(), 1, TcpControlBits.Ack, RandomBytes(_random.Next(0, 1400))).Build(),
+            1 => new FrameBuilder().Ipv4("10.0.0.10", "10.0.0.1").Udp(port, 53, RandomBytes(_random.Next(0, 1400))).Build(),
+            2 => new FrameBuilder().Ipv6("fd00::10", "fd00::1").Ipv6Extension(0, 8).Ipv6Extension(60, 16).Tcp(port, 80, (uint)_random.Next(), 1, TcpControlBits.Ack, RandomBytes(_random.Next(0, 1200))).Build(),
+            _ => RandomBytes(_random.Next(1, 1514)),
+        };
+        switch (_random.Next(6))
+        {
+            case 0: // truncated headers
+                return frame[..Math.Max(1, _random.Next(1, Math.Min(frame.Length, 80)))];
+            case 1 when frame.Length > 14: // bad IHL (IPv4) or a bogus next header (IPv6)
+                frame[14] = (byte)((frame[14] & 0xF0) | _random.Next(16));
+                frame[Math.Min(20, frame.Length - 1)] = (byte)_random.Next(256);
+                return frame;
+            case 2 when frame.Length > 46: // bad TCP data offset, or whatever sits there
+                frame[46] = (byte)(_random.Next(16) << 4);
+                return frame;
+            case 3 when frame.Length > 60: // a bogus IPv6 extension chain: next-header and length bytes anywhere
+                for (int i = 0; i < 4; i++)
+                {
+                    frame[_random.Next(14, 60)] = (byte)(_random.Next(3) switch { 0 => 0, 1 => 43, _ => _random.Next(256) });
+                }
+
+                return frame;
+            case 4 when frame.Length > 20: // IP total length that lies
+                frame[16] = (byte)_random.Next(256);
+                frame[17] = (byte)_random.Next(256);
+                return frame;
+            default:
+                return frame;
+        }
+    }
+
+    private static bool RepeatedInTheInput(string hex) => hex.Length < 200; // tiny random frames can repeat by chance
+
+    private ushort NextMarker() => (ushort)(60000 + Interlocked.Increment(ref _marker));
+
+    private byte[] RandomBytes(int length)
+    {
+        byte[] bytes = new byte[length];
+        _random.NextBytes(bytes);
+        return bytes;
+    }
+
+    private static byte[] BigEndian(uint value)
+    {
+        byte[] bytes = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(bytes, value);
+        return bytes;
+    }
+
+    private static byte[] Udp(ushort port, string payload, byte mac) =>
+        new FrameBuilder().SourceMac(mac).Ipv4("10.0.0.10", "10.0.0.1", mac).Udp(port, 9, Encoding.ASCII.GetBytes(payload)).Build();
+
+    private static ushort SourcePort(byte[] frame) => (ushort)((frame[34] << 8) | frame[35]);
+
+    private async Task<JsonElement> StatsAsync(ChurnRig rig)
+    {
+        await using ControlSocketClient control = await ControlSocketClient.ConnectAsync(rig.ControlPath, Token);
+        return (await control.ExecuteAsync("query-stats")).GetProperty("nics")[0].Clone();
+    }
+
+    private async Task WaitUntilAsync(Func<bool> condition, string what, ChurnRig rig)
+    {
+        DateTime deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline || rig.Daemon.HasExited)
+            {
+                throw new TimeoutException($"{what} did not happen within 30 s; the daemon said:\n{string.Join('\n', rig.Daemon.Lines.TakeLast(40))}");
+            }
+
+            await Task.Delay(50, Token);
+        }
+    }
+}
