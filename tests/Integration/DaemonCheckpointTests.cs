@@ -55,6 +55,48 @@ public sealed class DaemonCheckpointTests : IDisposable
     }
 
     [Fact]
+    public async Task A_misbehaving_monitor_never_stops_the_comparison_and_a_request_lost_with_it_is_asked_again_on_the_next()
+    {
+        await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
+        primary.Misbehave(QmpMisbehaviour.GarbageGreeting, QmpMisbehaviour.GreetingThenSilence, QmpMisbehaviour.CloseOnCheckpointRequest);
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address]), Token);
+
+        // A greeting that is not JSON: logged, retried; meanwhile matching traffic is compared and released.
+        await rig.Daemon.WaitForLineAsync("QMP primary monitor " + primary.Address + ":", TimeSpan.FromSeconds(10));
+        byte[] during = Udp("while the monitor is broken", port: 1);
+        await rig.SendPrimaryAsync(during);
+        await rig.SendSecondaryAsync(Udp("while the monitor is broken", mac: 2, port: 1));
+        Assert.Equal([Convert.ToHexString(during)], await rig.ReadReleasedAsync(1));
+
+        // A greeting, then silence: the handshake times out (5 s), logged, retried.
+        await WaitForAsync(() => primary.Sessions >= 3, "a third session");
+        await WaitForAsync(() => rig.Daemon.Lines.Count(l => l.Contains("QMP primary monitor " + primary.Address + ":", StringComparison.Ordinal) && l.Contains("retrying", StringComparison.Ordinal)) == 2, "two failures logged");
+
+        // The third session closes in the middle of the checkpoint request: lost with it, asked again on the next.
+        await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+        byte[] diverging = Udp("primary says", port: 2);
+        await rig.SendPrimaryAsync(diverging);
+        await rig.SendSecondaryAsync(Udp("secondary says", mac: 2, port: 2));
+        await WaitForAsync(() => primary.Sessions >= 4 && primary.Connected, "a fourth, well-behaved session");
+        await WaitForAsync(() => primary.Commands.Count(c => c == "migrate-set-parameters") >= 2, "the checkpoint request asked again");
+        Assert.False(await rig.AnythingReleasedAsync(0.2));
+        await primary.SendEventAsync("STOP");
+        await primary.SendEventAsync("RESUME");
+        Assert.Equal([Convert.ToHexString(diverging)], await rig.ReadReleasedAsync(1));
+        Assert.False(rig.Daemon.HasExited, rig.Daemon.Output);
+    }
+
+    private async Task WaitForAsync(Func<bool> condition, string what)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"{what} did not happen within 30 s");
+            await Task.Delay(50, Token);
+        }
+    }
+
+    [Fact]
     public async Task Without_a_secondary_monitor_the_primarys_RESUME_is_the_flush_point_and_periodic_checkpoints_count_too()
     {
         await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));

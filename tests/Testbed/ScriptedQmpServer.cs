@@ -10,9 +10,11 @@ namespace ColoChardev.Testbed;
 /// RESUME and COLO_EXIT events of a running COLO pair, in the order and timing a test chooses. It answers
 /// qmp_capabilities, query-status (status "colo"), query-migrate-parameters and migrate-set-parameters, and
 /// records every command. The real thing is tested with a real COLO pair (tests/Integration, COLO pair tests).
+/// <see cref="Misbehave"/> makes the next sessions fail as a broken or hung monitor would.
 /// </summary>
 public sealed class ScriptedQmpServer : IAsyncDisposable
 {
+    private readonly ConcurrentQueue<QmpMisbehaviour> _misbehaviours = new();
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentQueue<string> _commands = new();
@@ -39,6 +41,18 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
 
     /// <summary>True once a client has negotiated capabilities.</summary>
     public bool Connected { get; private set; }
+
+    /// <summary>Sessions accepted so far.</summary>
+    public int Sessions { get; private set; }
+
+    /// <summary>How the next sessions go wrong, one per connection, in order; then sessions behave.</summary>
+    public void Misbehave(params QmpMisbehaviour[] sessions)
+    {
+        foreach (QmpMisbehaviour session in sessions)
+        {
+            _misbehaviours.Enqueue(session);
+        }
+    }
 
     public static ScriptedQmpServer Start(string path) => new(path);
 
@@ -91,15 +105,29 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
             using var stream = new NetworkStream(client);
             _stream = stream;
             using var reader = new StreamReader(stream, Encoding.UTF8);
-            await WriteLineAsync("""{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "scripted"}, "capabilities": ["oob"]}}""").ConfigureAwait(false);
+            Sessions++;
+            QmpMisbehaviour misbehaviour = _misbehaviours.TryDequeue(out QmpMisbehaviour next) ? next : QmpMisbehaviour.None;
+            await WriteLineAsync(misbehaviour == QmpMisbehaviour.GarbageGreeting
+                ? "this is not QMP at all"
+                : """{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "scripted"}, "capabilities": ["oob"]}}""").ConfigureAwait(false);
             try
             {
                 while (await reader.ReadLineAsync(_stop.Token).ConfigureAwait(false) is string line)
                 {
+                    if (misbehaviour is QmpMisbehaviour.GarbageGreeting or QmpMisbehaviour.GreetingThenSilence)
+                    {
+                        continue; // never answers
+                    }
+
                     using var command = JsonDocument.Parse(line);
                     string name = command.RootElement.GetProperty("execute").GetString()!;
                     string id = command.RootElement.GetProperty("id").GetRawText();
                     _commands.Enqueue(name);
+                    if (misbehaviour == QmpMisbehaviour.CloseOnCheckpointRequest && name == "migrate-set-parameters")
+                    {
+                        break; // gone in the middle of the request, unanswered
+                    }
+
                     string result = name switch
                     {
                         "query-status" => """{"status": "colo", "running": false}""",
@@ -136,4 +164,19 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
             _writeLock.Release();
         }
     }
+}
+
+/// <summary>How a scripted QMP session goes wrong.</summary>
+public enum QmpMisbehaviour
+{
+    None,
+
+    /// <summary>A greeting that is not JSON, then nothing.</summary>
+    GarbageGreeting,
+
+    /// <summary>A proper greeting, then no answer to anything.</summary>
+    GreetingThenSilence,
+
+    /// <summary>Answers as usual until a checkpoint request (migrate-set-parameters), then closes without answering it.</summary>
+    CloseOnCheckpointRequest,
 }

@@ -328,7 +328,8 @@ public sealed class QmpClient : IAsyncDisposable
                 }
                 catch (JsonException e)
                 {
-                    throw new QmpProtocolException($"the QMP server sent something that is not JSON: {e.Message}", e);
+                    // The parser's message quotes what it read, newlines and all: keep it to one printable line.
+                    throw new QmpProtocolException($"the QMP server sent something that is not JSON: {OneLine(e.Message)}", e);
                 }
 
                 if (buffer.Length > _options.MaxMessageBytes)
@@ -488,5 +489,24 @@ public sealed class QmpClient : IAsyncDisposable
         public string Command { get; } = command;
 
         public TaskCompletionSource<JsonElement> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Control characters (a quoted newline, say) written as escapes, so that the text stays one log line.</summary>
+    private static string OneLine(string text)
+    {
+        var line = new System.Text.StringBuilder(text.Length);
+        foreach (char c in text)
+        {
+            line.Append(c switch
+            {
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ when char.IsControl(c) => $"\\u{(int)c:x4}",
+                _ => c.ToString(),
+            });
+        }
+
+        return line.ToString();
     }
 }
