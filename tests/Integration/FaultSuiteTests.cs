@@ -213,6 +213,91 @@ public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
         Assert.Contains(rig.Daemon.Lines, l => l.Contains("request line longer than", StringComparison.Ordinal));
     }
 
+    /// <summary>The budgets a default daemon keeps (the queue budget and the outdev backlog), and what more its RSS may take.</summary>
+    private const long QueueBudgetBytes = 64L << 20;
+    private const long OutdevBacklogBytes = 4L << 20;
+    private const long RssAllowance = 64L << 20;
+
+    [Theory]
+    [MemberData(nameof(Inputs))]
+    public async Task A_one_sided_flood_of_2_million_frames_is_read_throughout_every_drop_counted_and_memory_stays_within_budget(ChardevRole input)
+    {
+        const int Frames = 2_000_000;
+        await using ChurnRig rig = await ChurnRig.StartAsync(ChurnMode.DaemonServesTcp, ",compare_timeout=60000", [], Token);
+        byte[][] templates = [.. Enumerable.Range(0, 64).Select(flow => new FrameBuilder().SourceMac(input == ChardevRole.PrimaryIn ? (byte)1 : (byte)2).Ipv4("10.0.0.10", "10.0.0.1")
+            .Tcp((ushort)(5000 + flow), 40000, 1, 900, TcpControlBits.Ack | TcpControlBits.Psh, new byte[1400]).Build())];
+        ChardevFrameWriter writer = rig.Connection(input).Writer;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double longestFlushMs = 0;
+        for (int sent = 0; sent < Frames;)
+        {
+            for (int i = 0; i < 1000; i++, sent++)
+            {
+                byte[] frame = templates[sent % 64];
+                BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(38), 1 + (uint)(sent / 64 * 1400)); // the flow's next segment
+                writer.Write(frame, 0);
+            }
+
+            var flush = System.Diagnostics.Stopwatch.StartNew();
+            Assert.True(await writer.FlushAsync(Token), rig.Daemon.Output);
+            longestFlushMs = Math.Max(longestFlushMs, flush.Elapsed.TotalMilliseconds);
+        }
+
+        double seconds = clock.Elapsed.TotalSeconds;
+        JsonElement stats = default;
+        await WaitUntilAsync(() => (stats = StatsAsync(rig).GetAwaiter().GetResult()).GetProperty(input == ChardevRole.PrimaryIn ? "primary-in" : "secondary-in").GetInt64() == Frames, "every frame read", rig);
+        long peak = ProcessMetrics.PeakResidentBytes(rig.Daemon.ProcessId);
+        output.WriteLine($"{input} flood: now RSS {ProcessMetrics.ResidentBytes(rig.Daemon.ProcessId) >> 20} MiB = anonymous {ProcessMetrics.AnonymousResidentBytes(rig.Daemon.ProcessId) >> 20} MiB + mapped files {ProcessMetrics.FileResidentBytes(rig.Daemon.ProcessId) >> 20} MiB; queued {stats.GetProperty("primary-queued").GetInt64() + stats.GetProperty("secondary-queued").GetInt64():N0} frames");
+        output.WriteLine($"{input} flood: {Frames:N0} frames in {seconds:F1} s, longest flush {longestFlushMs:F0} ms, peak RSS {peak >> 20} MiB (budgets {(QueueBudgetBytes + OutdevBacklogBytes) >> 20} MiB + {RssAllowance >> 20} MiB allowed); {stats.GetProperty(input == ChardevRole.PrimaryIn ? "primary-dropped-by" : "secondary-dropped-by")}");
+
+        // Read throughout: no send waited anywhere near 2 s. Every frame not queued was dropped with a reason.
+        Assert.True(longestFlushMs < 2000, $"a send waited {longestFlushMs:F0} ms");
+        if (input == ChardevRole.PrimaryIn)
+        {
+            Assert.Equal(Frames, stats.GetProperty("released").GetInt64() + stats.GetProperty("primary-dropped").GetInt64() + stats.GetProperty("primary-queued").GetInt64());
+            Assert.True(stats.GetProperty("primary-dropped-by").GetProperty("QueueBudget").GetInt64() > 0);
+        }
+
+        Assert.True(stats.GetProperty("checkpoint-requests").GetProperty("QueueBudget").GetInt64() + stats.GetProperty("checkpoint-requests").GetProperty("QueueFull").GetInt64() > 0);
+        Assert.True(peak <= QueueBudgetBytes + OutdevBacklogBytes + RssAllowance, $"peak RSS {peak >> 20} MiB");
+    }
+
+    [Fact]
+    public async Task Two_hundred_thousand_distinct_flows_are_all_released_and_memory_stays_within_budget()
+    {
+        const int Flows = 200_000;
+        await using ChurnRig rig = await ChurnRig.StartAsync(ChurnMode.DaemonServesTcp, ",compare_timeout=60000", [], Token);
+        long released = 0;
+        using var draining = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        Task drain = Task.Run(async () =>
+        {
+            while (Interlocked.Read(ref released) < Flows)
+            {
+                using ChardevFrame frame = (await rig.Connection(ChardevRole.OutDev).Reader.ReadFrameAsync(draining.Token)) ?? throw new EndOfStreamException();
+                Interlocked.Increment(ref released);
+            }
+        }, CancellationToken.None);
+
+        byte[] Flow(int i, byte mac) =>
+            new FrameBuilder().SourceMac(mac).Ipv4($"10.{1 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}", "10.0.0.1").Udp((ushort)(1024 + (i % 50_000)), 53, "one datagram per flow"u8).Build();
+        const int Batch = 5000;
+        for (int start = 0; start < Flows; start += Batch)
+        {
+            // All the primaries of a batch first, so that the flows really are held at once, then their twins.
+            await rig.SendAsync(ChardevRole.PrimaryIn, Enumerable.Range(start, Batch).Select(i => Flow(i, 1)));
+            await rig.SendAsync(ChardevRole.SecondaryIn, Enumerable.Range(start, Batch).Select(i => Flow(i, 2)));
+        }
+
+        await drain.WaitAsync(TimeSpan.FromSeconds(60), Token);
+        JsonElement stats = await StatsAsync(rig);
+        long peak = ProcessMetrics.PeakResidentBytes(rig.Daemon.ProcessId);
+        output.WriteLine($"{Flows:N0} flows: now RSS {ProcessMetrics.ResidentBytes(rig.Daemon.ProcessId) >> 20} MiB = anonymous {ProcessMetrics.AnonymousResidentBytes(rig.Daemon.ProcessId) >> 20} MiB + mapped files {ProcessMetrics.FileResidentBytes(rig.Daemon.ProcessId) >> 20} MiB; evicted {stats.GetProperty("flows-evicted")}");
+        output.WriteLine($"{Flows:N0} flows: all released; peak RSS {peak >> 20} MiB; flows now {stats.GetProperty("flows")}");
+        Assert.Equal(Flows, stats.GetProperty("released-by").GetProperty("Matched").GetInt64());
+        Assert.Equal(0, stats.GetProperty("primary-dropped").GetInt64());
+        Assert.True(peak <= QueueBudgetBytes + OutdevBacklogBytes + RssAllowance, $"peak RSS {peak >> 20} MiB");
+    }
+
     private async Task<Socket> RawControlAsync(ChurnRig rig)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -26,6 +26,12 @@ public static class ProcessMetrics
     /// <summary>Current resident set size (VmRSS), in bytes.</summary>
     public static long ResidentBytes(int processId) => StatusKilobytes(processId, "VmRSS:") * 1024;
 
+    /// <summary>Current anonymous resident memory (RssAnon: heaps and buffers, not the mapped code files), in bytes.</summary>
+    public static long AnonymousResidentBytes(int processId) => StatusKilobytes(processId, "RssAnon:") * 1024;
+
+    /// <summary>Current file-backed resident memory (RssFile: the runtime's and the assemblies' mapped files), in bytes.</summary>
+    public static long FileResidentBytes(int processId) => StatusKilobytes(processId, "RssFile:") * 1024;
+
     private static long StatusKilobytes(int processId, string field)
     {
         foreach (string line in File.ReadLines($"/proc/{processId}/status"))

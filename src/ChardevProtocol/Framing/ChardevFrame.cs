@@ -23,6 +23,9 @@ public readonly struct ChardevFrame : IDisposable
     /// <summary>Payload length in bytes (any virtio-net header included).</summary>
     public int Length { get; }
 
+    /// <summary>Bytes of memory the frame holds: its buffer, which a pool may round up from <see cref="Length"/>.</summary>
+    public int Capacity => _buffer?.Length ?? 0;
+
     /// <summary>The <c>vnet_hdr_len</c> word received with the frame (0 when vnet_hdr_support is off).</summary>
     public uint VnetHdrLen { get; }
 

@@ -52,6 +52,9 @@ public sealed class CompareCounters
     /// <summary>Flows forgotten after closing or idling.</summary>
     public long FlowsExpired { get; internal set; }
 
+    /// <summary>Idle flows forgotten early because the flow table's memory counts against the queue budget.</summary>
+    public long FlowsEvicted { get; internal set; }
+
     /// <summary>TCP flows whose 4-tuple was reused by a new connection (a new SYN): comparison started afresh.</summary>
     public long ConnectionsReused { get; internal set; }
 

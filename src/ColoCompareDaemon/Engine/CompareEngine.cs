@@ -19,6 +19,10 @@ public sealed partial class CompareEngine
     private readonly Dictionary<FlowId, Flow> _flows = [];
     private readonly List<Flow> _flowList = [];
     private readonly Stack<Flow> _spareFlows = new();
+    private readonly QueueArrayPool _queueArrays = new();
+    private const int MaxSpareFlows = 4096;
+    private long _nextEvictionMs;
+    private readonly List<(long LastActivityMs, Flow Flow)> _evictionCandidates = [];
     private Flow? _lastFlow;
     private long _order;
     private long _nowMs;
@@ -125,7 +129,7 @@ public sealed partial class CompareEngine
         }
 
         Counters.PrimaryQueued++;
-        Counters.QueuedBytes += frame.Length;
+        Counters.QueuedBytes += Held(frame);
         Process(flow);
     }
 
@@ -192,7 +196,7 @@ public sealed partial class CompareEngine
         }
 
         Counters.SecondaryQueued++;
-        Counters.QueuedBytes += frame.Length;
+        Counters.QueuedBytes += Held(frame);
         Process(flow);
     }
 
@@ -389,7 +393,12 @@ public sealed partial class CompareEngine
     /// <summary>Keeps total queued bytes within the budget; a frame that does not fit is dropped, counted, and a checkpoint requested.</summary>
     private bool Admit(ChardevFrame frame, PacketSide side, Flow flow)
     {
-        if (Counters.QueuedBytes + frame.Length <= _options.QueueBudgetBytes)
+        if (Counters.QueuedBytes + Held(frame) + FlowStateBytes <= _options.QueueBudgetBytes)
+        {
+            return true;
+        }
+
+        if (EvictIdleFlows(flow) && Counters.QueuedBytes + Held(frame) + FlowStateBytes <= _options.QueueBudgetBytes)
         {
             return true;
         }
@@ -504,7 +513,7 @@ public sealed partial class CompareEngine
 
     private Flow StartConnection(Flow old, PacketSide side, long nowMs)
     {
-        Flow fresh = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow();
+        Flow fresh = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow(_queueArrays);
         fresh.Start(old.Id, nowMs);
         fresh.Index = _flowList.Count;
         _flowList.Add(fresh);
@@ -542,7 +551,13 @@ public sealed partial class CompareEngine
             var id = new FlowId(key, protocol);
             if (!_flows.TryGetValue(id, out flow))
             {
-                flow = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow();
+                if (Counters.QueuedBytes + FlowStateBytes + FlowCostBytes > _options.QueueBudgetBytes)
+                {
+                    // The table's own memory counts against the queue budget: forget idle flows before it grows.
+                    EvictIdleFlows(null);
+                }
+
+                flow = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow(_queueArrays);
                 flow.Start(id, nowMs);
                 flow.Index = _flowList.Count;
                 _flowList.Add(flow);
@@ -586,14 +601,86 @@ public sealed partial class CompareEngine
             _lastFlow = null;
         }
 
-        _spareFlows.Push(flow);
+        if (_spareFlows.Count < MaxSpareFlows)
+        {
+            // Enough for the churn of new flows at any rate; after a peak of 200,000 flows the rest go to the GC.
+            _spareFlows.Push(flow);
+        }
+
         Counters.Flows--;
         Counters.FlowsExpired++;
+    }
+
+    /// <summary>
+    /// What one tracked flow costs in memory, charged against the queue budget together with the queued frames: its
+    /// object, two queue objects, its table entry and list slot are about 280 bytes live (measured with 100,000
+    /// flows); the rest is the garbage that flows coming and going leave until the GC runs.
+    /// </summary>
+    internal const long FlowCostBytes = 640;
+
+    private long FlowStateBytes => _flowList.Count * FlowCostBytes;
+
+    /// <summary>What a queued frame holds in memory: its pooled buffer and its queue slot.</summary>
+    private static int Held(ChardevFrame frame) => frame.Capacity + QueueSlotBytes;
+
+    private static readonly int QueueSlotBytes = System.Runtime.CompilerServices.Unsafe.SizeOf<QueuedPacket>();
+
+    /// <summary>
+    /// Forgets flows with nothing queued that have been quiet the longest (half of them, up to what the spare stack takes, oldest first by
+    /// their last packet; never <paramref name="keep"/>, the flow a packet is being added to), so that a table of many idle flows never takes the budget from queued packets. Safe: an
+    /// idle datagram flow holds no state; a TCP flow seen again is compared as seen mid-stream. True if any went.
+    /// </summary>
+    private bool EvictIdleFlows(Flow? keep)
+    {
+        if (_nowMs < _nextEvictionMs)
+        {
+            return false;
+        }
+
+        // Reused: a sweep under steady pressure runs every few thousand new flows, and a fresh list each time was
+        // megabytes of garbage per sweep.
+        List<(long LastActivityMs, Flow Flow)> idle = _evictionCandidates;
+        idle.Clear();
+        foreach (Flow flow in _flowList)
+        {
+            if (flow != keep && flow.IsEmpty && !flow.Diverged && flow.Previous is null && flow.Successor is null)
+            {
+                idle.Add((flow.LastActivityMs, flow));
+            }
+        }
+
+        if (idle.Count == 0)
+        {
+            // Every flow holds packets: sweeping again for each packet would cost O(flows) each; wait a little.
+            _nextEvictionMs = _nowMs + 100;
+            return false;
+        }
+
+        idle.Sort((a, b) => a.LastActivityMs.CompareTo(b.LastActivityMs));
+        // At most as many as the spare stack takes back, so that the flows about to be created reuse them instead of
+        // leaving the evicted ones as garbage for a full GC (that garbage, not the table, was most of the RSS).
+        int evict = Math.Min(MaxSpareFlows - _spareFlows.Count, Math.Max(1, idle.Count / 2));
+        evict = Math.Max(evict, 1);
+        for (int i = 0; i < evict; i++)
+        {
+            RemoveFlow(idle[i].Flow);
+            Counters.FlowsEvicted++;
+        }
+
+        idle.Clear();
+
+        return true;
     }
 
     private bool IsExpired(Flow flow, long nowMs)
     {
         long idle = nowMs - flow.LastActivityMs;
+        if (flow.Protocol != CompareProtocol.Tcp && idle > _options.ExpiredScanCycleMs)
+        {
+            // An empty datagram flow holds no state worth keeping (matching is by what is queued): forget it soon.
+            return true;
+        }
+
         bool closed = flow.Reset || flow.Retired || (flow.PrimaryClosed && flow.SecondaryClosed);
         return idle > _options.FlowIdleTimeoutMs || (closed && idle > _options.ClosedFlowLingerMs);
     }
@@ -730,7 +817,7 @@ public sealed partial class CompareEngine
         Counters.QueuedSeconds.Record((_nowMs - flow.Primary[index].ArrivalMs) / 1000.0);
         flow.Primary.RemoveAt(index);
         Counters.PrimaryQueued--;
-        Counters.QueuedBytes -= frame.Length;
+        Counters.QueuedBytes -= Held(frame);
         Release(frame, reason);
     }
 
@@ -739,7 +826,7 @@ public sealed partial class CompareEngine
         ChardevFrame frame = flow.Secondary[index].Frame;
         flow.Secondary.RemoveAt(index);
         Counters.SecondaryQueued--;
-        Counters.QueuedBytes -= frame.Length;
+        Counters.QueuedBytes -= Held(frame);
         Drop(frame, PacketSide.Secondary, reason);
     }
 

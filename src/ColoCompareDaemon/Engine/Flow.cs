@@ -3,11 +3,11 @@ using ColoChardev.ChardevProtocol.Packets;
 namespace ColoChardev.Daemon.Engine;
 
 /// <summary>One flow's queues and comparison state. Flow objects are recycled when flows expire.</summary>
-internal sealed class Flow
+internal sealed class Flow(QueueArrayPool arrays)
 {
     public FlowId Id;
-    public readonly PacketQueue Primary = new();
-    public readonly PacketQueue Secondary = new();
+    public readonly PacketQueue Primary = new(arrays);
+    public readonly PacketQueue Secondary = new(arrays);
 
     /// <summary>Position in the engine's flow list (for O(1) removal).</summary>
     public int Index;

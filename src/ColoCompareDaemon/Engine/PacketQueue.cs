@@ -5,9 +5,11 @@ namespace ColoChardev.Daemon.Engine;
 /// TCP (a new packet is placed from the back, so in-order arrivals cost O(1) and equal sequence numbers keep their
 /// arrival order). Packets are built in place (<see cref="Append"/>) to avoid copying them around.
 /// </summary>
-internal sealed class PacketQueue
+internal sealed class PacketQueue(QueueArrayPool arrays)
 {
-    private QueuedPacket[] _items = new QueuedPacket[4];
+    // An empty queue holds no array: a table of 200,000 idle flows then costs no slots (the arrays go back to the
+    // engine's pool, so a queue that empties and fills again allocates nothing).
+    private QueuedPacket[] _items = [];
     private int _head;
 
     public int Count { get; private set; }
@@ -56,6 +58,10 @@ internal sealed class PacketQueue
         _items[_head].Frame = default;
         _head = (_head + 1) & (_items.Length - 1);
         Count--;
+        if (Count == 0)
+        {
+            GiveBack();
+        }
     }
 
     /// <summary>Forgets the packet at <paramref name="index"/>, keeping the order of the others.</summary>
@@ -74,6 +80,10 @@ internal sealed class PacketQueue
 
         this[Count - 1] = default;
         Count--;
+        if (Count == 0)
+        {
+            GiveBack();
+        }
     }
 
     /// <summary>The earliest arrival time in the queue, or <see cref="long.MaxValue"/> when empty.</summary>
@@ -105,13 +115,52 @@ internal sealed class PacketQueue
 
     private void Grow()
     {
-        var larger = new QueuedPacket[_items.Length * 2];
+        QueuedPacket[] larger = arrays.Rent(Math.Max(1, _items.Length * 2));
         for (int i = 0; i < Count; i++)
         {
             larger[i] = this[i];
+            this[i] = default;
+        }
+
+        if (_items.Length > 0)
+        {
+            arrays.Return(_items);
         }
 
         _items = larger;
         _head = 0;
+    }
+
+    private void GiveBack()
+    {
+        arrays.Return(_items);
+        _items = [];
+        _head = 0;
+    }
+}
+
+/// <summary>
+/// The engine's spare queue arrays, by power-of-two capacity: a queue that empties gives its array back, one that
+/// fills takes one. One engine, one thread: no locking. Each capacity keeps at most a few MiB of arrays.
+/// </summary>
+internal sealed class QueueArrayPool
+{
+    private const long RetainedBytesPerCapacity = 4L * 1024 * 1024;
+    private readonly Stack<QueuedPacket[]>[] _spare = [.. Enumerable.Range(0, 32).Select(_ => new Stack<QueuedPacket[]>())];
+
+    public QueuedPacket[] Rent(int capacity)
+    {
+        Stack<QueuedPacket[]> spare = _spare[System.Numerics.BitOperations.Log2((uint)capacity)];
+        return spare.Count > 0 ? spare.Pop() : new QueuedPacket[capacity];
+    }
+
+    public void Return(QueuedPacket[] array)
+    {
+        int capacity = array.Length;
+        Stack<QueuedPacket[]> spare = _spare[System.Numerics.BitOperations.Log2((uint)capacity)];
+        if ((long)(spare.Count + 1) * capacity * System.Runtime.CompilerServices.Unsafe.SizeOf<QueuedPacket>() <= RetainedBytesPerCapacity || spare.Count < 4)
+        {
+            spare.Push(array);
+        }
     }
 }

@@ -538,6 +538,8 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("outdev-stalls", nic.Outdev.Stalls);
             w.WriteNumber("primary-dropped", c.PrimaryDropped);
             w.WriteNumber("primary-queued", c.PrimaryQueued);
+            w.WriteNumber("secondary-queued", c.SecondaryQueued);
+            w.WriteNumber("queued-bytes", c.QueuedBytes);
             Map(w, "released-by", Enum.GetValues<ReleaseReason>().Select(r => (r.ToString(), c.ReleasedBy(r))));
             Map(w, "primary-dropped-by", Enum.GetValues<DropReason>().Select(r => (r.ToString(), c.PrimaryDroppedBy(r))));
             Map(w, "secondary-dropped-by", Enum.GetValues<DropReason>().Select(r => (r.ToString(), c.SecondaryDroppedBy(r))));
@@ -551,6 +553,7 @@ internal sealed class ControlServer : IAsyncDisposable
             w.WriteNumber("flows", c.Flows);
             w.WriteNumber("flows-expired", c.FlowsExpired);
             w.WriteNumber("connections-reused", c.ConnectionsReused);
+            w.WriteNumber("flows-evicted", c.FlowsEvicted);
             w.WriteStartObject("chardevs");
             foreach ((string name, ChardevEndpoint endpoint) in nic.Endpoints)
             {
