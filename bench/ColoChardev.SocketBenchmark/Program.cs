@@ -23,6 +23,7 @@ internal static class Program
           --workloads a,b     some of: tcp1454 tcp1454x64 tcp64 udp64x64 vnet1454 mixed (default all)
           --targets a,b       some of: qemu daemon relay (default all)
           --floods on|off     one-sided floods after the runs (default on)
+          --slow-reader on|off  an unthrottled sender and a slow outdev reader, then one that stops for 3 s (default on)
           --out DIR           where socket-benchmark.json and .png go (default docs/benchmarks)
           --update-docs FILE  rewrite FILE's section between the socket-benchmark markers (default: none)
 
@@ -47,6 +48,7 @@ internal static class Program
         IReadOnlyList<Workload> workloads = Workload.All;
         TargetKind[] targets = [TargetKind.Qemu, TargetKind.Daemon, TargetKind.Relay];
         bool floods = true;
+        bool slowReader = true;
         string output = Path.Combine(RepositoryPaths.Root, "docs", "benchmarks");
         string? document = null;
         for (int i = 0; i < args.Length; i++)
@@ -75,6 +77,9 @@ internal static class Program
                     break;
                 case "--floods":
                     floods = Value() == "on";
+                    break;
+                case "--slow-reader":
+                    slowReader = Value() == "on";
                     break;
                 case "--out":
                     output = Path.GetFullPath(Value());
@@ -132,6 +137,26 @@ internal static class Program
                     floodRecords.Add(new FloodRecord(RunningTarget.Name(kind), f));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"flood {f.Side,-15} {RunningTarget.Name(kind),-20} {f.Sent,10:N0} frames in {f.Seconds:0.0} s, released {f.Released:N0}, requests {f.CheckpointRequests:N0}, peak rss {f.PeakRssBytes / 1048576.0:0} MB, after {f.FinalRssBytes / 1048576.0:0} MB, still reading: {f.StillReading}"));
+                }
+            }
+        }
+
+        if (slowReader)
+        {
+            var shape = new TrafficShape(IpProtocol.Tcp, 1454, 64);
+            var traffic = new SyntheticTraffic(shape);
+            long frames = Math.Max(50_000, (long)(500_000 * scale));
+            foreach (TargetKind kind in targets.Where(t => t != TargetKind.Relay))
+            {
+                foreach (bool stops in new[] { false, true })
+                {
+                    await using RunningTarget target = await RunningTarget.StartAsync(kind, shape, settings, stop.Token);
+                    SlowReaderMeasurement m = await Task.Run(() => SlowReader.Run(target, traffic, frames, stops, TimeSpan.FromSeconds(60)), stop.Token);
+                    Console.WriteLine(SlowReader.Describe(RunningTarget.Name(kind), m));
+                    if (m.Account.Length > 0)
+                    {
+                        Console.WriteLine("    " + m.Account);
+                    }
                 }
             }
         }
