@@ -50,6 +50,7 @@ public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
         }, CancellationToken.None);
 
         long primaryFrames = 0;
+        long secondaryFrames = 0;
         (string Fault, Func<Task<long>> Inject)[] faults =
         [
             ("64 KiB of garbage bytes", () => RawAsync(rig, input, RandomBytes(64 * 1024), 0)),
@@ -65,6 +66,21 @@ public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
             {
                 primaryFrames += accepted;
             }
+            else
+            {
+                secondaryFrames += accepted;
+            }
+
+            if (accepted > 0)
+            {
+                // Broken packets that still parse queue as flows with no twin and can fill the queue budget, whereupon
+                // the daemon asks for a checkpoint (QueueBudget): answer it as QEMU would, once all were read.
+                string counter = input == ChardevRole.PrimaryIn ? "primary-in" : "secondary-in";
+                long expected = input == ChardevRole.PrimaryIn ? primaryFrames : secondaryFrames;
+                await WaitUntilAsync(() => StatsAsync(rig).GetAwaiter().GetResult().GetProperty(counter).GetInt64() == expected, $"all of {fault} read", rig);
+                await rig.SendNotifyAsync("COLO_CHECKPOINT");
+                await WaitUntilAsync(() => StatsAsync(rig).GetAwaiter().GetResult() is JsonElement q && q.GetProperty("primary-queued").GetInt64() == 0 && q.GetProperty("secondary-queued").GetInt64() == 0, $"the checkpoint after {fault}", rig);
+            }
 
             // The input that had the fault is reconnected (the daemon may have closed it); a fresh pair gets through.
             await rig.CloseAsync(input);
@@ -74,6 +90,7 @@ public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
             await rig.SendAsync(ChardevRole.PrimaryIn, [marker]);
             await rig.SendAsync(ChardevRole.SecondaryIn, [Udp(port, "after the fault", 2)]);
             primaryFrames++;
+            secondaryFrames++;
             await WaitUntilAsync(() => released.ContainsKey(Convert.ToHexString(marker)), $"the matching pair after {fault}", rig);
             Assert.Equal(1, released[Convert.ToHexString(marker)]);
             Assert.False(rig.Daemon.HasExited, rig.Daemon.Output);
@@ -211,6 +228,35 @@ public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
         Assert.Matches("\"count\": ?[1-9]", lost);
         Assert.False(rig.Daemon.HasExited, rig.Daemon.Output);
         Assert.Contains(rig.Daemon.Lines, l => l.Contains("request line longer than", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(ChurnMode.DaemonServesTcp)]
+    [InlineData(ChurnMode.DaemonConnectsUnix)]
+    public async Task An_operator_can_drop_a_chardevs_peer_over_the_control_socket_and_it_comes_back(ChurnMode mode)
+    {
+        await using ChurnRig rig = await ChurnRig.StartAsync(mode, ",compare_timeout=60000", [], Token);
+        await using ControlSocketClient control = await ControlSocketClient.ConnectAsync(rig.ControlPath, Token);
+        foreach (string chardev in new[] { "secondary_in", "outdev", "primary_in" })
+        {
+            JsonElement reply = await control.ExecuteAsync("chardev-drop-peer", new System.Text.Json.Nodes.JsonObject { ["path"] = "comp0", ["chardev"] = chardev });
+            Assert.True(reply.GetProperty("dropped").GetBoolean());
+            ChardevRole role = chardev switch { "secondary_in" => ChardevRole.SecondaryIn, "outdev" => ChardevRole.OutDev, _ => ChardevRole.PrimaryIn };
+            await WaitUntilAsync(() => rig.Connection(role).IsClosed || rig.Connection(role).PeerHasLeft(), $"{chardev}'s peer seeing the drop", rig);
+            await rig.CloseAsync(role);
+            await rig.ConnectAsync(role, Token);
+            ushort port = NextMarker();
+            byte[] marker = Udp(port, $"after dropping {chardev}", 1);
+            await rig.SendAsync(ChardevRole.PrimaryIn, [marker]);
+            await rig.SendAsync(ChardevRole.SecondaryIn, [Udp(port, $"after dropping {chardev}", 2)]);
+            Assert.Equal(Convert.ToHexString(marker), Convert.ToHexString(Assert.Single(await rig.ReadOutdevAsync(1))));
+        }
+
+        JsonElement stats = await StatsAsync(rig);
+        Assert.True(stats.GetProperty("chardevs").GetProperty("secondary_in").GetProperty("connections").GetInt64() >= 2); // a client daemon may reconnect once more to our restarted listener
+        Assert.Contains(rig.Daemon.Lines, l => l.Contains("secondary_in's peer dropped over the control socket", StringComparison.Ordinal));
+        ColoChardev.Qmp.QmpCommandException refused = await Assert.ThrowsAsync<ColoChardev.Qmp.QmpCommandException>(() => control.ExecuteAsync("chardev-drop-peer", new System.Text.Json.Nodes.JsonObject { ["path"] = "comp0", ["chardev"] = "nonsense" }));
+        Assert.Contains("has no chardev 'nonsense'", refused.Message, StringComparison.Ordinal);
     }
 
     /// <summary>The budgets a default daemon keeps (the queue budget and the outdev backlog), and what more its RSS may take.</summary>

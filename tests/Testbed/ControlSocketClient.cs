@@ -32,6 +32,9 @@ public sealed class ControlSocketClient : IAsyncDisposable
     /// <summary>Runs a command (no arguments) and returns its <c>return</c> value.</summary>
     public Task<JsonElement> ExecuteAsync(string command) => _client.ExecuteAsync(command, cancellationToken: _token);
 
+    /// <summary>Runs a command with arguments and returns its <c>return</c> value.</summary>
+    public Task<JsonElement> ExecuteAsync(string command, System.Text.Json.Nodes.JsonObject arguments) => _client.ExecuteAsync(command, arguments, _token);
+
     /// <summary>The data of the next event named <paramref name="name"/>; events named in <paramref name="skip"/> may come first.</summary>
     public async Task<JsonElement> NextEventAsync(string name, params string[] skip)
     {

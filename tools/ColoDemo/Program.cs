@@ -18,13 +18,15 @@ public static class Program
                 return await StandaloneDemo.RunAsync();
             case "measure":
                 return await PairMeasurement.RunAsync(args[1..]);
+            case "soak":
+                return await Soak.RunAsync(args[1..]);
             case "all":
                 int pair = await PairDemo.RunAsync();
                 Console.WriteLine();
                 int standalone = await StandaloneDemo.RunAsync();
                 return pair != 0 ? pair : standalone;
             default:
-                await Console.Error.WriteLineAsync("usage: colo-demo [all|pair|standalone] | colo-demo measure [--rounds N] [--idle-seconds S] [--load-seconds S] [--echoes N]");
+                await Console.Error.WriteLineAsync("usage: colo-demo [all|pair|standalone] | colo-demo measure [--rounds N] [--idle-seconds S] [--load-seconds S] [--echoes N] | colo-demo soak [--minutes M] [--restart-every S] [--diverge-every S] [--drop-every S] [--out DIR]");
                 return 2;
         }
     }

@@ -19,6 +19,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
 
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _peerSlot = new(1, 1);
+    private ChardevConnection? _current;
     private int _connected;
     private readonly Lock _gate = new();
     private Socket? _listener;
@@ -158,6 +159,7 @@ public sealed class ChardevEndpoint : IAsyncDisposable
             }
 
             var connection = new ChardevConnection(this, socket, peer);
+            Volatile.Write(ref _current, connection);
             Volatile.Write(ref _connected, 1);
             ConnectionChanged?.Invoke(this, true);
             return connection;
@@ -200,8 +202,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                 {
                     ChardevLog.FrameTooLarge(_logger, e.Message);
                 }
-                catch (IOException e) when (!cancellationToken.IsCancellationRequested)
+                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
                 {
+                    // ObjectDisposedException: the connection was dropped under the reader (DropPeer).
                     ChardevLog.ConnectionFailed(_logger, Name, e.Message);
                 }
             }
@@ -236,8 +239,25 @@ public sealed class ChardevEndpoint : IAsyncDisposable
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// Drops the current peer, if any, with a TCP reset (an operator's "kick"): a server accepts the next peer, a
+    /// client reconnects with its backoff, exactly as when the peer leaves by itself. False when none was connected.
+    /// </summary>
+    public bool DropPeer()
+    {
+        ChardevConnection? current = Volatile.Read(ref _current);
+        if (current is null || current.IsClosed)
+        {
+            return false;
+        }
+
+        current.Abort();
+        return true;
+    }
+
     internal void ReleasePeerSlot()
     {
+        Volatile.Write(ref _current, null);
         Volatile.Write(ref _connected, 0);
         _peerSlot.Release();
         ConnectionChanged?.Invoke(this, false);

@@ -23,7 +23,7 @@ internal sealed class ControlServer : IAsyncDisposable
 {
     /// <summary>Longest request line accepted; a longer one closes the connection.</summary>
     private const int MaxLineBytes = 64 * 1024;
-    private static readonly string[] Commands = ["qmp_capabilities", "query-commands", "query-status", "query-stats", "qom-set", "query-bypass", "bypass-add", "bypass-del"];
+    private static readonly string[] Commands = ["qmp_capabilities", "query-commands", "query-status", "query-stats", "qom-set", "query-bypass", "bypass-add", "bypass-del", "chardev-drop-peer"];
     private readonly string _path;
     private readonly IReadOnlyList<ComparedNic> _nics;
     private readonly CheckpointCoordinator _coordinator;
@@ -331,6 +331,8 @@ internal sealed class ControlServer : IAsyncDisposable
                     });
                 case "bypass-add" or "bypass-del":
                     return ChangeBypass(id, arguments, add: command == "bypass-add");
+                case "chardev-drop-peer":
+                    return DropPeer(id, arguments);
                 default:
                     return Error(id, "CommandNotFound", $"The command {command} has not been found");
             }
@@ -394,6 +396,42 @@ internal sealed class ControlServer : IAsyncDisposable
         string target = path.TrimStart('/');
         target = target.StartsWith("objects/", StringComparison.Ordinal) ? target["objects/".Length..] : target;
         return _nics.FirstOrDefault(n => n.Id == target);
+    }
+
+    /// <summary>
+    /// Drops one chardev's current peer (with a TCP reset), as if it had left: for an operator who wants a stuck
+    /// peer to reconnect, and for drills. The chardev is named by role (primary_in, secondary_in, outdev, notify_dev).
+    /// </summary>
+    private byte[] DropPeer(JsonElement id, JsonElement arguments)
+    {
+        if (arguments.ValueKind != JsonValueKind.Object
+            || !arguments.TryGetProperty("path", out JsonElement path) || path.ValueKind != JsonValueKind.String
+            || !arguments.TryGetProperty("chardev", out JsonElement chardev) || chardev.ValueKind != JsonValueKind.String)
+        {
+            return Error(id, "GenericError", "chardev-drop-peer needs arguments {\"path\": OBJECT-ID, \"chardev\": \"primary_in\"|\"secondary_in\"|\"outdev\"|\"notify_dev\"}");
+        }
+
+        ComparedNic? nic = FindNic(path.GetString()!);
+        if (nic is null)
+        {
+            return NotFound(id, path.GetString()!);
+        }
+
+        string role = chardev.GetString()!;
+        ChardevEndpoint? endpoint = nic.Endpoints.Where(e => e.Name == role).Select(e => e.Endpoint).FirstOrDefault();
+        if (endpoint is null)
+        {
+            return Error(id, "GenericError", $"'{nic.Id}' has no chardev '{role}' (primary_in, secondary_in, outdev or notify_dev)");
+        }
+
+        bool dropped = endpoint.DropPeer();
+        DaemonLog.PeerDropped(_logger, nic.Id, role, dropped);
+        return Return(id, w =>
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("dropped", dropped);
+            w.WriteEndObject();
+        });
     }
 
     private byte[] QomSet(JsonElement id, JsonElement arguments)

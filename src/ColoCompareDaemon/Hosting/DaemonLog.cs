@@ -75,6 +75,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Debug, Message = "control socket: a client left ({Reason})")]
     public static partial void ControlClientClosed(ILogger logger, string reason);
 
+    [LoggerMessage(EventId = 229, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': {Chardev}'s peer dropped over the control socket (it had one: {Dropped})")]
+    public static partial void PeerDropped(ILogger logger, string nic, string chardev, bool dropped);
+
     [LoggerMessage(EventId = 228, Level = LogLevel.Warning, Message = "control socket: a client was cut off: {Reason}")]
     public static partial void ControlClientCutOff(ILogger logger, string reason);
 
