@@ -33,7 +33,8 @@ internal static class Usage
                                  proto=tcp|udp|icmp|icmpv6|N, host=ADDRESS[/PREFIX], port=N[-M]; host and port
                                  match either end, e.g. --bypass proto=tcp,port=3389
           --control PATH         a control socket (Unix, mode 0600, QMP-shaped JSON lines): colo-compare status|stats|
-                                 events PATH, and qom-set of compare_timeout, expired_scan_cycle, max_queue_size at run time
+                                 events PATH, qom-set of compare_timeout, expired_scan_cycle, max_queue_size at run time,
+                                 and chardev-drop-peer (make one chardev's peer reconnect)
           --capture DIR          write every divergence (the flow's queued packets of both sides, the diverging
                                  pair marked, the reason in each packet's comment) to DIR/NIC-NNNNNN.pcapng for
                                  Wireshark/tshark; files rotate at --capture-file-mb N (default 16), the newest

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.ChardevProtocol.Packets;
 using ColoChardev.Testbed;
@@ -423,6 +424,54 @@ public sealed class FaultSuiteTests(ITestOutputHelper output) : IDisposable
                 }
             }
         }
+    }
+
+    [Fact]
+    public async Task Sigterm_while_primary_frames_keep_arriving_writes_every_frame_it_accepted()
+    {
+        await using ChurnRig rig = await ChurnRig.StartAsync(ChurnMode.DaemonServesTcp, ",compare_timeout=60000", [], Token);
+        var received = new List<byte[]>();
+        Task reading = Task.Run(async () =>
+        {
+            // Until the daemon closes outdev on its way out.
+            while (await rig.Connection(ChardevRole.OutDev).Reader.ReadFrameAsync(Token) is ChardevFrame frame)
+            {
+                using (frame)
+                {
+                    received.Add(frame.Payload.ToArray());
+                }
+            }
+        }, CancellationToken.None);
+        using var sending = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        Task sender = Task.Run(async () =>
+        {
+            // Unanswered primary datagrams, held until the stop, and more of them all through it.
+            for (int i = 0; !sending.IsCancellationRequested && i < 1_000_000; i++)
+            {
+                try
+                {
+                    await rig.SendAsync(ChardevRole.PrimaryIn, [Udp((ushort)(1 + (i % 500)), $"datagram {i}", 1)]);
+                }
+                catch (IOException)
+                {
+                    return; // the daemon stopped reading and closed
+                }
+            }
+        }, CancellationToken.None);
+        await WaitUntilAsync(() => StatsAsync(rig).GetAwaiter().GetResult().GetProperty("primary-queued").GetInt64() > 1000, "frames held", rig);
+        Assert.Equal(0, await rig.Daemon.StopAsync(TimeSpan.FromSeconds(20)));
+        await sending.CancelAsync();
+        await sender;
+        await reading.WaitAsync(TimeSpan.FromSeconds(20), Token);
+
+        DaemonSummary last = DaemonSummary.Last(rig.Daemon.Output) ?? throw new InvalidOperationException("no summary line");
+        Match outdev = Regex.Match(rig.Daemon.Lines.Last(l => l.Contains("outdev written", StringComparison.Ordinal)), @"dropped (\d+), lost (\d+)");
+        output.WriteLine($"accepted {last.PrimaryIn:N0}, released {last.Released:N0}, written {last.OutdevWritten:N0}, outdev {outdev.Value}; received {received.Count:N0}");
+        Assert.Equal(last.PrimaryIn, last.Released);
+        Assert.Equal(last.Released, last.OutdevWritten);
+        Assert.Equal("dropped 0, lost 0", outdev.Value);
+        Assert.Equal(last.OutdevWritten, received.Count);
+        Assert.Equal(received.Count, received.Select(Convert.ToHexString).Distinct().Count());
     }
 
     private static async Task<long> RawAsync(ChurnRig rig, ChardevRole input, byte[] bytes, long frames)

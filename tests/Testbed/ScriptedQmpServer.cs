@@ -15,6 +15,7 @@ namespace ColoChardev.Testbed;
 public sealed class ScriptedQmpServer : IAsyncDisposable
 {
     private readonly ConcurrentQueue<QmpMisbehaviour> _misbehaviours = new();
+    private readonly ConcurrentQueue<(string Command, DateTime At)> _answered = new();
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentQueue<string> _commands = new();
@@ -41,6 +42,12 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
 
     /// <summary>True once a client has negotiated capabilities.</summary>
     public bool Connected { get; private set; }
+
+    /// <summary>Commands answered so far, with when (UTC).</summary>
+    public IReadOnlyList<(string Command, DateTime At)> Answered => [.. _answered];
+
+    /// <summary>How long object-add takes to be answered (a slow monitor).</summary>
+    public TimeSpan ObjectAddDelay { get; set; }
 
     /// <summary>Sessions accepted so far.</summary>
     public int Sessions { get; private set; }
@@ -132,14 +139,30 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
                     {
                         "query-status" => """{"status": "colo", "running": false}""",
                         "query-migrate-parameters" => $$"""{"x-checkpoint-delay": {{_checkpointDelay}}}""",
+                        // A primary's filter-redirector redire0 reading compare_out, as --restore-redirector asks for it.
+                        "qom-get" => command.RootElement.GetProperty("arguments").GetProperty("property").GetString() switch
+                        {
+                            "netdev" => "\"hn0\"",
+                            "queue" => "\"rx\"",
+                            "indev" => "\"compare_out\"",
+                            "vnet_hdr_support" => "false",
+                            _ => "null",
+                        },
+                        "query-chardev" => "[]",
                         _ => "{}",
                     };
+                    if (name == "object-add" && ObjectAddDelay > TimeSpan.Zero)
+                    {
+                        await Task.Delay(ObjectAddDelay, _stop.Token).ConfigureAwait(false);
+                    }
+
                     if (name == "migrate-set-parameters" && command.RootElement.GetProperty("arguments").TryGetProperty("x-checkpoint-delay", out JsonElement delay))
                     {
                         _checkpointDelay = delay.GetUInt32();
                     }
 
                     await WriteLineAsync($"{{\"return\": {result}, \"id\": {id}}}").ConfigureAwait(false);
+                    _answered.Enqueue((name, DateTime.UtcNow));
                     Connected |= name == "qmp_capabilities";
                 }
             }

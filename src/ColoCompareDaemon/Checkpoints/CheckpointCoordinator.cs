@@ -29,7 +29,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private readonly Channel<Signal> _signals = Channel.CreateUnbounded<Signal>(new UnboundedChannelOptions { SingleReader = true });
     private readonly List<ComparedNic> _nics = [];
     private readonly List<Task> _loops = [];
-    private readonly List<(ComparedNic Nic, RedirectorRestore Restore, string OutdevLocal)> _pendingRestores = [];
+    private readonly List<(ComparedNic Nic, RedirectorRestore Restore, string OutdevLocal, TaskCompletionSource? Done, CancellationToken Abandon)> _pendingRestores = [];
     private QmpClient? _primary;
     private QmpClient? _secondary;
     private Phase _phase;
@@ -95,8 +95,16 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         return _signals.Writer.TryWrite(new Signal(SignalKind.Request, nic, reason, flow, null));
     }
 
-    public void RestoreRedirector(ComparedNic nic, RedirectorRestore restore, string outdevLocalAddress) =>
-        _signals.Writer.TryWrite(new Signal(SignalKind.Restore, nic, default, default, null) { Restore = restore, OutdevLocal = outdevLocalAddress });
+    public Task RestoreRedirectorAsync(ComparedNic nic, RedirectorRestore restore, string outdevLocalAddress, CancellationToken abandon)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_signals.Writer.TryWrite(new Signal(SignalKind.Restore, nic, default, default, null) { Restore = restore, OutdevLocal = outdevLocalAddress, Done = done, Abandon = abandon }))
+        {
+            done.TrySetResult();
+        }
+
+        return done.Task;
+    }
 
     public void Start(CancellationToken stopping)
     {
@@ -208,7 +216,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 OnSecondaryEvent(signal.Event!);
                 break;
             case SignalKind.Restore:
-                _pendingRestores.Add((signal.Nic!, signal.Restore!, signal.OutdevLocal));
+                _pendingRestores.Add((signal.Nic!, signal.Restore!, signal.OutdevLocal, signal.Done, signal.Abandon));
                 await RestorePendingAsync(stopping).ConfigureAwait(false);
                 break;
             case SignalKind.PrimaryConnected:
@@ -358,9 +366,18 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
             return;
         }
 
-        foreach ((ComparedNic nic, RedirectorRestore restore, string local) in _pendingRestores.ToArray())
+        foreach ((ComparedNic nic, RedirectorRestore restore, string local, TaskCompletionSource? done, CancellationToken abandon) pending in _pendingRestores.ToArray())
         {
-            _pendingRestores.Remove((nic, restore, local));
+            (ComparedNic nic, RedirectorRestore restore, string local, TaskCompletionSource? done, CancellationToken abandon) = pending;
+            _pendingRestores.Remove(pending);
+            if (abandon.IsCancellationRequested)
+            {
+                // Its outdev connection went on writing without it (or is gone): re-creating now could cut a frame.
+                DaemonLog.RedirectorNotRestored(_logger, nic.Id, restore.Redirector, "outdev did not wait any longer for the primary's QMP monitor");
+                done?.TrySetResult();
+                continue;
+            }
+
             try
             {
                 JsonObject properties = await RedirectorPropertiesAsync(primary, restore, stopping).ConfigureAwait(false);
@@ -384,6 +401,10 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
             catch (Exception e) when (e is QmpException or InvalidOperationException or FormatException)
             {
                 DaemonLog.RedirectorNotRestored(_logger, nic.Id, restore.Redirector, e.Message);
+            }
+            finally
+            {
+                done?.TrySetResult();
             }
         }
     }
@@ -466,5 +487,9 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         public RedirectorRestore? Restore { get; init; }
 
         public string OutdevLocal { get; init; } = string.Empty;
+
+        public TaskCompletionSource? Done { get; init; }
+
+        public CancellationToken Abandon { get; init; }
     }
 }

@@ -26,6 +26,8 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     private readonly ICheckpointRequester _requester;
     private readonly OutdevWriter _outdev;
     private readonly List<Task> _loops = [];
+    private readonly List<Task> _readers = [];
+    private CancellationTokenSource? _inputs;
     private Task _writer = Task.CompletedTask;
     private List<ChardevFrame> _releasing; // guarded by _engineLock
     private long _releasingBytes; // guarded by _engineLock
@@ -131,8 +133,12 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     {
         CompareOptions c = _configuration.Compare;
         DaemonLog.NicStarted(_logger, Id, PrimaryIn.Spec.Address, SecondaryIn.Spec.Address, OutDev.Spec.Address, Notify is null ? string.Empty : ", notify_dev " + Notify.Endpoint.Spec.Address, c.CompareTimeoutMs, c.ExpiredScanCycleMs, c.MaxQueueSize, c.VnetHdrSupport);
-        _loops.Add(Run("primary_in reader", () => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), stopping), stopping));
-        _loops.Add(Run("secondary_in reader", () => SecondaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Secondary), stopping), stopping));
+        // The readers stop first at shutdown (see ShutdownAsync), while outdev is still written.
+        _inputs = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        CancellationToken inputs = _inputs.Token;
+        _readers.Add(Run("primary_in reader", () => PrimaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Primary), inputs), inputs));
+        _readers.Add(Run("secondary_in reader", () => SecondaryIn.ReceiveFramesAsync(new EngineSink(this, PacketSide.Secondary), inputs), inputs));
+        _loops.AddRange(_readers);
         _writer = Run("outdev writer", () => _outdev.RunAsync(stopping), stopping);
         _loops.Add(_writer);
         _loops.Add(Run("clock", () => TickAsync(stopping), stopping));
@@ -207,8 +213,41 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
             PublishReleased();
         }
 
+        // Stop reading before outdev's queue closes: a primary frame that arrives meanwhile passes straight through
+        // and is written too, instead of being accepted with nowhere left to go.
+        if (_inputs is not null)
+        {
+            await _inputs.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await Task.WhenAll(_readers).WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or TimeoutException)
+            {
+            }
+        }
+
+        lock (_engineLock)
+        {
+            PublishReleased();
+        }
+
         _outdev.Complete();
         await Task.WhenAny(_writer, Task.Delay(deadline)).ConfigureAwait(false);
+        if (!_writer.IsCompleted)
+        {
+            // Outdev would not take the rest within the deadline (a peer that stopped reading): cut it off, so that the
+            // write in progress fails and its frames are counted, like everything still queued, before the summary.
+            OutDev.DropPeer();
+            await Task.WhenAny(_writer, Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
+        }
+
+        if (_writer.IsCompleted)
+        {
+            // What could not be written is counted now, before the summary that reports it (the writer is done reading).
+            _outdev.Dispose();
+        }
+
         return Counters.PrimaryReleased - before;
     }
 
@@ -238,6 +277,7 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
         // Released but never written (outdev was gone at shutdown): counted, not silently lost.
         _outdev.Dispose();
+        _inputs?.Dispose();
     }
 
     /// <summary>
@@ -510,17 +550,20 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
     }
 
     /// <summary>A new outdev connection: the redirector behind it is restored if asked for, else an outdev reconnect is warned about.</summary>
-    private void OnOutdevConnected(ChardevConnection connection, bool first)
+    private Task OnOutdevConnected(ChardevConnection connection, bool first, CancellationToken abandon)
     {
         if (_configuration.RestoreRedirector is RedirectorRestore restore)
         {
             // Every connection, the first included: an earlier daemon may have left the redirector deaf.
-            _requester.RestoreRedirector(this, restore, connection.LocalAddress);
+            return _requester.RestoreRedirectorAsync(this, restore, connection.LocalAddress, abandon);
         }
-        else if (!first)
+
+        if (!first)
         {
             DaemonLog.OutdevReconnected(_logger, Id);
         }
+
+        return Task.CompletedTask;
     }
 
     private sealed class EngineSink(ComparedNic nic, PacketSide side) : IChardevFrameSink

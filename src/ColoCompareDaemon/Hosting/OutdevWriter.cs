@@ -62,7 +62,12 @@ internal sealed class OutdevWriter : IDisposable
     private readonly long _hardLimitBytes;
     private readonly ILogger _logger;
     private readonly string _nic;
-    private readonly Action<ChardevConnection, bool> _connected;
+    private readonly Func<ChardevConnection, bool, CancellationToken, Task> _connected;
+
+    /// <summary>How long a new outdev connection waits for its redirector to be restored before writing anyway.</summary>
+    private static readonly TimeSpan RestoreWait = TimeSpan.FromSeconds(15);
+
+    private bool _restoring; // a new connection waits for its redirector to be re-created: not a stall
     // AllowSynchronousContinuations: a waiting pump continues inside Enqueue (under the engine lock, so batches stay
     // in release order) and sends at once; a send that would block returns to the caller at once.
     private readonly Channel<Batch> _queue = Channel.CreateUnbounded<Batch>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
@@ -86,7 +91,7 @@ internal sealed class OutdevWriter : IDisposable
     private readonly List<Batch> _inFlight = []; // the pump's: batches in the flush under way
 
     /// <param name="connected">Called with each new connection (true for the first).</param>
-    public OutdevWriter(ChardevEndpoint endpoint, OutdevLimits limits, long queueBudgetBytes, string nic, ILogger logger, Action<ChardevConnection, bool> connected)
+    public OutdevWriter(ChardevEndpoint endpoint, OutdevLimits limits, long queueBudgetBytes, string nic, ILogger logger, Func<ChardevConnection, bool, CancellationToken, Task> connected)
     {
         _endpoint = endpoint;
         _limits = limits;
@@ -242,9 +247,9 @@ internal sealed class OutdevWriter : IDisposable
             }
 
             Volatile.Write(ref _current, connection);
-            _connected(connection, first);
-            first = false;
             _ = connection.WatchForPeerLeavingAsync();
+            await WaitForRedirectorAsync(connection, first).ConfigureAwait(false);
+            first = false;
             await using (connection.ConfigureAwait(false))
             {
                 bool done = await PumpAsync(connection, queue).ConfigureAwait(false);
@@ -254,6 +259,40 @@ internal sealed class OutdevWriter : IDisposable
                     return;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Before the first write on a new connection: with <c>--restore-redirector</c>, the redirector behind outdev is
+    /// re-created first (up to twice, the second time several seconds later), and deleting a redirector in the middle
+    /// of a frame leaves its successor reading from mid-frame: QEMU calls that an oversized packet and stops reading
+    /// for good (the soak run found it). So nothing is written until the restore is done; meanwhile frames wait in the
+    /// backlog, back-pressure applies, and the wait is not a stall.
+    /// </summary>
+    private async Task WaitForRedirectorAsync(ChardevConnection connection, bool first)
+    {
+        using var abandon = CancellationTokenSource.CreateLinkedTokenSource(connection.Closed);
+        Task restored = _connected(connection, first, abandon.Token);
+        if (restored.IsCompleted)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _restoring, true);
+        try
+        {
+            await restored.WaitAsync(RestoreWait, connection.Closed).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            // Not restored in time (no QMP monitor?) or the peer left: write anyway, and never re-create it later.
+            await abandon.CancelAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            // Quiet time spent waiting for the restore does not count towards a stall: outdev's clock starts now.
+            Volatile.Write(ref _lastProgressMs, Environment.TickCount64);
+            Volatile.Write(ref _restoring, false);
         }
     }
 
@@ -422,6 +461,13 @@ internal sealed class OutdevWriter : IDisposable
             }
 
             long now = Environment.TickCount64;
+            if (Volatile.Read(ref _restoring))
+            {
+                // Holding writes on purpose while the redirector is re-created: look again later.
+                _stallTimer.Change(_limits.StallMs, Timeout.Infinite);
+                return;
+            }
+
             long quietMs = now - Math.Max(_pausedSinceMs, Volatile.Read(ref _lastProgressMs));
             if (quietMs < _limits.StallMs)
             {
