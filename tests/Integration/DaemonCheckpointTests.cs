@@ -86,13 +86,16 @@ public sealed class DaemonCheckpointTests : IDisposable
         Assert.False(rig.Daemon.HasExited, rig.Daemon.Output);
     }
 
-    [Fact]
-    public async Task Nothing_is_written_to_a_new_outdev_connection_until_its_redirector_is_restored()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Nothing_is_written_to_a_new_outdev_connection_until_its_redirector_is_restored_and_a_reading_one_is_never_re_created(bool peerReads)
     {
-        // Found by the soak run: over a Unix socket the daemon cannot tell whether QEMU holds the new connection yet, so
-        // it re-creates the redirector twice, the second time seconds later; deleting a redirector in the middle of a
-        // frame left its successor reading from mid-frame ("oversized packet received, connection terminated") and the
-        // guest's output went nowhere until the next daemon restart. Now the first write waits for the restore.
+        // Found by the soak run: over a Unix socket the daemon cannot see whether QEMU holds its new connection yet, and
+        // it used to re-create the redirector a second time, blindly, seconds later; deleting a redirector in the middle
+        // of a frame left its successor reading from mid-frame ("oversized packet received, connection terminated") and
+        // the guest's output went nowhere. Now the first write waits for the first re-creation, and a second one comes
+        // only if the peer reads nothing of the connection for a second (a deaf redirector, which holds no frame).
         await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
         primary.ObjectAddDelay = TimeSpan.FromMilliseconds(300);
         string outdevPath = Path.Combine(_directory, "outdev.sock");
@@ -104,27 +107,42 @@ public sealed class DaemonCheckpointTests : IDisposable
             "--primary-in", $"tcp:127.0.0.1:{primaryPort},server,nowait", "--secondary-in", $"tcp:127.0.0.1:{secondaryPort},server,nowait",
             "--outdev", $"unix:{outdevPath}", "--qmp", primary.Address, "--restore-redirector", "redire0,before=redire1", "--summary-interval", "0"]);
         await using ChardevProtocol.Endpoints.ChardevConnection reader = await outdev.ConnectAsync(Token);
-        DateTime connected = DateTime.UtcNow;
         await using var p = new ChardevProtocol.Endpoints.ChardevEndpoint(ChardevProtocol.Endpoints.ChardevSocketSpec.Parse($"tcp:127.0.0.1:{primaryPort}"));
         await using var s = new ChardevProtocol.Endpoints.ChardevEndpoint(ChardevProtocol.Endpoints.ChardevSocketSpec.Parse($"tcp:127.0.0.1:{secondaryPort}"));
         await using ChardevProtocol.Endpoints.ChardevConnection toPrimary = await p.ConnectAsync(Token);
         await using ChardevProtocol.Endpoints.ChardevConnection toSecondary = await s.ConnectAsync(Token);
 
-        // Matching pairs from the moment outdev is connected: they are released at once, but must wait for the restore.
+        // A matching pair from the moment outdev is connected: released at once, written only after the re-creation.
         byte[] first = Udp("released while the redirector is re-created", port: 1);
         toPrimary.Writer.Write(first, 0);
         Assert.True(await toPrimary.Writer.FlushAsync(Token));
         toSecondary.Writer.Write(Udp("released while the redirector is re-created", mac: 2, port: 1), 0);
         Assert.True(await toSecondary.Writer.FlushAsync(Token));
+        if (!peerReads)
+        {
+            // A deaf redirector: nothing read for a while, then the re-created one reads.
+            await Task.Delay(2500, Token);
+        }
+
         using ChardevProtocol.Framing.ChardevFrame arrived = (await reader.Reader.ReadFrameAsync(Token))!.Value;
-        DateTime firstWrite = DateTime.UtcNow;
+        DateTime received = DateTime.UtcNow;
         Assert.Equal(Convert.ToHexString(first), Convert.ToHexString(arrived.Payload));
+        await daemon.WaitForLineAsync("re-created over QMP", TimeSpan.FromSeconds(10));
+        await Task.Delay(peerReads ? 5500 : 500, Token); // past the whole watch when it reads
 
         (string Command, DateTime At)[] adds = [.. primary.Answered.Where(a => a.Command == "object-add")];
-        Assert.Equal(2, adds.Length); // a Unix outdev: re-created at once and again once QEMU surely holds the connection
-        Assert.True(firstWrite >= adds[^1].At, $"the first frame reached outdev {(adds[^1].At - firstWrite).TotalMilliseconds:F0} ms before the last re-creation was answered");
-        Assert.True(firstWrite - connected > TimeSpan.FromSeconds(4), "the second re-creation comes seconds later; the write waited for it");
-        await daemon.WaitForLineAsync("re-created over QMP", TimeSpan.FromSeconds(5));
+        (string Command, DateTime At)[] dels = [.. primary.Answered.Where(a => a.Command == "object-del")];
+        Assert.True(received >= adds[0].At, $"the first frame reached outdev {(adds[0].At - received).TotalMilliseconds:F0} ms before the redirector was re-created");
+        if (peerReads)
+        {
+            Assert.Single(adds); // read from the start: never re-created again, so never cut
+        }
+        else
+        {
+            Assert.Equal(2, adds.Length); // nothing read for a second: deaf, re-created once more
+            Assert.True(dels[1].At - adds[0].At >= TimeSpan.FromSeconds(1), "re-created again before a second without reads");
+        }
+
         Assert.DoesNotContain(daemon.Lines, l => l.Contains("outdev took no bytes", StringComparison.Ordinal)); // holding is not a stall
     }
 

@@ -61,6 +61,9 @@ public sealed class OutdevBackPressureTests(ITestOutputHelper output) : IDisposa
         Assert.Equal(0, stats.GetProperty("outdev-stalls").GetInt64());
         Assert.True(stats.GetProperty("outdev-pauses").GetInt64() > 0, "the inputs were never paused: " + stats);
         output.WriteLine($"slow reader: {stats.GetProperty("outdev-pauses")} pauses, {stats.GetProperty("outdev-paused-ms")} ms paused in all, longest send {longestSend:F0} ms, peak RSS {peakRss / (1024 * 1024)} MiB");
+
+        // Memory stays within the budgets (64 MiB queue, the 1 MiB backlog given here) plus 64 MiB.
+        Assert.True(ProcessMetrics.PeakResidentBytes(rig.Daemon.ProcessId) <= (64L + 1 + 64) << 20, $"peak RSS {ProcessMetrics.PeakResidentBytes(rig.Daemon.ProcessId) >> 20} MiB");
     }
 
     [Fact]

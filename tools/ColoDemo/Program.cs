@@ -20,6 +20,8 @@ public static class Program
                 return await PairMeasurement.RunAsync(args[1..]);
             case "soak":
                 return await Soak.RunAsync(args[1..]);
+            case "soak-plot" when args.Length == 3:
+                return Soak.Replot(args[1], args[2]);
             case "all":
                 int pair = await PairDemo.RunAsync();
                 Console.WriteLine();

@@ -267,10 +267,28 @@ internal static partial class Soak
         plot.Title("colo-compare daemon in a COLO pair under load (dotted: daemon restarted)");
         plot.XLabel("minutes");
         plot.ShowLegend();
-        plot.Axes.SetLimitsY(0, Math.Max(10, samples.Count > 0 ? samples.Max(s => s.RssBytes / 1048576.0) * 1.2 : 10));
+        plot.Axes.SetLimitsY(0, Math.Max(10, samples.Count > 0 ? samples.Max(s => Math.Max(s.RssBytes / 1048576.0, s.Fds)) * 1.2 : 10));
         Directory.CreateDirectory(Path.GetDirectoryName(file)!);
         plot.SavePng(file, 900, 450);
     }
+
+    /// <summary>Draws the plot again from a soak run's printed minutes (<c>colo-demo soak-plot LOG PNG</c>).</summary>
+    public static int Replot(string log, string png)
+    {
+        var samples = new List<Sample>();
+        foreach (Match m in MinuteLine().Matches(File.ReadAllText(log)))
+        {
+            samples.Add(new Sample(double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture),
+                (long)(double.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture) * 1048576), int.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[5].Value, CultureInfo.InvariantCulture), 0, 0, 0, 0));
+        }
+
+        Plot(samples, png);
+        Console.WriteLine($"{samples.Count} samples plotted to {png}");
+        return samples.Count > 0 ? 0 : 1;
+    }
+
+    [GeneratedRegex(@"minute +([0-9.]+): daemon (\d+) rss +([0-9.]+) MiB, fds +(\d+), threads +(\d+)")]
+    private static partial Regex MinuteLine();
 
     private static int Threads(int pid) =>
         int.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("Threads:", StringComparison.Ordinal))["Threads:".Length..].Trim(), CultureInfo.InvariantCulture);

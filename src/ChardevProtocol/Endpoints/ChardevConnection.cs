@@ -133,6 +133,19 @@ public sealed class ChardevConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Bytes written that the peer has not read yet (see <see cref="PeerCredentials.UnreadByPeer"/>), or -1.</summary>
+    public int UnreadByPeer()
+    {
+        try
+        {
+            return PeerCredentials.UnreadByPeer(Socket);
+        }
+        catch (ObjectDisposedException)
+        {
+            return -1;
+        }
+    }
+
     /// <summary>
     /// Closes the connection at once with a TCP reset (RST) rather than an orderly FIN, as a crashed peer or a
     /// killed process's kernel does; on a Unix socket an ordinary close. Dispose it afterwards as usual.

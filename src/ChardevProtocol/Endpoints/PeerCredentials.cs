@@ -26,6 +26,17 @@ internal static class PeerCredentials
         return true;
     }
 
+    /// <summary>
+    /// Bytes written to <paramref name="socket"/> that its peer has not read yet (TIOCOUTQ: for a Unix socket what waits
+    /// in the peer's receive queue, for TCP what is unsent or unacknowledged), or -1 when it cannot be read.
+    /// </summary>
+    public static unsafe int UnreadByPeer(Socket socket)
+    {
+        int value = 0;
+        int fd = (int)socket.SafeHandle.DangerousGetHandle();
+        return ioctl(fd, TIOCOUTQ, &value) == 0 ? value : -1;
+    }
+
     /// <summary>True when <paramref name="path"/> exists and is a socket (so it may be unlinked before bind, as QEMU does).</summary>
     public static unsafe bool IsSocketFile(string path)
     {

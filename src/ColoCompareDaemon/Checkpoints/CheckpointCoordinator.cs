@@ -384,15 +384,38 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 string indev = properties["indev"]!.GetValue<string>();
                 bool ours = await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false);
                 await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+
+                // Writing may start: nothing was written to this connection yet, so the new redirector reads it from its
+                // first frame.
+                done?.TrySetResult();
                 if (!ours)
                 {
+                    // QEMU may still have held the old peer (over TCP we would see; over a Unix socket we cannot): then
+                    // the redirector just made goes deaf as QEMU notices the old peer leave. Re-create it again only on
+                    // evidence: this connection's bytes stay entirely unread for a second. A deaf redirector has read
+                    // nothing of them, so re-creating it cannot cut a frame; one that reads is never touched again.
                     var clock = Stopwatch.StartNew();
-                    while (!await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false) && clock.Elapsed < TimeSpan.FromSeconds(5))
+                    var unreadSince = Stopwatch.StartNew();
+                    bool deaf = false;
+                    while (clock.Elapsed < TimeSpan.FromSeconds(5) && !await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false))
                     {
-                        await Task.Delay(50, stopping).ConfigureAwait(false);
+                        if (nic.OutdevPeerReadNothing != true)
+                        {
+                            unreadSince.Restart();
+                        }
+                        else if (unreadSince.Elapsed >= TimeSpan.FromSeconds(1))
+                        {
+                            deaf = true;
+                            break;
+                        }
+
+                        await Task.Delay(100, stopping).ConfigureAwait(false);
                     }
 
-                    await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                    if (deaf || await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false))
+                    {
+                        await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                    }
                 }
 
                 string description = properties.ToJsonString();

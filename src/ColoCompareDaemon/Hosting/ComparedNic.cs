@@ -107,6 +107,9 @@ internal sealed class ComparedNic : ICompareActions, IAsyncDisposable
 
     public long BacklogBytes => _outdev.BacklogBytes;
 
+    /// <summary>True when outdev's peer has read nothing of what its connection was sent (a deaf redirector); null when unknown.</summary>
+    public bool? OutdevPeerReadNothing => _outdev.PeerReadNothing();
+
     public long CheckpointsUnsent => Interlocked.Read(ref _checkpointsUnsent);
 
     /// <summary>Divergences the engine reported (mismatches, and timeouts or full queues that asked for a checkpoint).</summary>

@@ -83,6 +83,7 @@ internal sealed class OutdevWriter : IDisposable
     private long _backlogBytes;
     private long _backlogFrames;
     private long _written;
+    private long _writtenBeforeConnection;
     private long _pauses;
     private long _pausedMs;
     private long _stalls;
@@ -246,6 +247,7 @@ internal sealed class OutdevWriter : IDisposable
                 return;
             }
 
+            Interlocked.Exchange(ref _writtenBeforeConnection, _endpoint.Statistics.BytesWritten);
             Volatile.Write(ref _current, connection);
             _ = connection.WatchForPeerLeavingAsync();
             await WaitForRedirectorAsync(connection, first).ConfigureAwait(false);
@@ -294,6 +296,23 @@ internal sealed class OutdevWriter : IDisposable
             Volatile.Write(ref _lastProgressMs, Environment.TickCount64);
             Volatile.Write(ref _restoring, false);
         }
+    }
+
+    /// <summary>
+    /// Whether the current outdev peer has read nothing at all of what this connection wrote (bytes written, and all of
+    /// them still unread): the sign of QEMU's deaf redirector. Null when there is no connection or it cannot be told.
+    /// </summary>
+    public bool? PeerReadNothing()
+    {
+        ChardevConnection? current = Volatile.Read(ref _current);
+        if (current is null)
+        {
+            return null;
+        }
+
+        long written = _endpoint.Statistics.BytesWritten - Interlocked.Read(ref _writtenBeforeConnection);
+        int unread = current.UnreadByPeer();
+        return unread < 0 ? null : written > 0 && unread >= written;
     }
 
     /// <summary>What is still held when the daemon exits (outdev was gone) is counted, never silently lost.</summary>
