@@ -382,13 +382,26 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
             {
                 JsonObject properties = await RedirectorPropertiesAsync(primary, restore, stopping).ConfigureAwait(false);
                 string indev = properties["indev"]!.GetValue<string>();
-                bool ours = await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false);
+                (bool ours, bool otherPeer) = await IndevPeerAsync(primary, indev, local, stopping).ConfigureAwait(false);
                 await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
 
                 // Writing may start: nothing was written to this connection yet, so the new redirector reads it from its
                 // first frame.
                 done?.TrySetResult();
-                if (!ours)
+                if (local.Length > 0 && otherPeer)
+                {
+                    // TCP, and QEMU still held the old peer: the redirector just made goes deaf when QEMU notices it
+                    // leave, before QEMU takes our connection (it has read nothing of ours): re-create it once QEMU
+                    // shows our connection. With no peer at all it reads ours from the start and is left alone.
+                    var clock = Stopwatch.StartNew();
+                    while (!(await IndevPeerAsync(primary, indev, local, stopping).ConfigureAwait(false)).Ours && clock.Elapsed < TimeSpan.FromSeconds(5))
+                    {
+                        await Task.Delay(50, stopping).ConfigureAwait(false);
+                    }
+
+                    await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                }
+                else if (local.Length == 0)
                 {
                     // QEMU may still have held the old peer (over TCP we would see; over a Unix socket we cannot): then
                     // the redirector just made goes deaf as QEMU notices the old peer leave. Re-create it again only on
@@ -397,7 +410,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                     var clock = Stopwatch.StartNew();
                     var unreadSince = Stopwatch.StartNew();
                     bool deaf = false;
-                    while (clock.Elapsed < TimeSpan.FromSeconds(5) && !await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false))
+                    while (clock.Elapsed < TimeSpan.FromSeconds(5))
                     {
                         if (nic.OutdevPeerReadNothing != true)
                         {
@@ -412,7 +425,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                         await Task.Delay(100, stopping).ConfigureAwait(false);
                     }
 
-                    if (deaf || await IndevPeerIsAsync(primary, indev, local, stopping).ConfigureAwait(false))
+                    if (deaf)
                     {
                         await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
                     }
@@ -454,16 +467,21 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         await primary.ObjectAddAsync("filter-redirector", restore.Redirector, properties, stopping).ConfigureAwait(false);
     }
 
-    /// <summary>Whether QEMU's chardev shows our socket as its peer (TCP: "... &lt;-&gt; 127.0.0.1:PORT"); unknowable for Unix sockets.</summary>
-    private static async Task<bool> IndevPeerIsAsync(QmpClient primary, string indev, string local, CancellationToken stopping)
+    /// <summary>
+    /// Whether QEMU's chardev shows our socket as its peer (TCP: "... &lt;-&gt; 127.0.0.1:PORT"), or another one (the old
+    /// connection QEMU has not seen leave yet); both false for Unix sockets, where the peer cannot be told.
+    /// </summary>
+    private static async Task<(bool Ours, bool OtherPeer)> IndevPeerAsync(QmpClient primary, string indev, string local, CancellationToken stopping)
     {
         if (local.Length == 0)
         {
-            return false;
+            return (false, false);
         }
 
         ChardevInfo[] chardevs = await primary.QueryChardevAsync(stopping).ConfigureAwait(false);
-        return chardevs.Any(c => c.Label == indev && c.Filename.EndsWith("<-> " + local, StringComparison.Ordinal));
+        ChardevInfo? chardev = chardevs.FirstOrDefault(c => c.Label == indev);
+        bool ours = chardev is not null && chardev.Filename.EndsWith("<-> " + local, StringComparison.Ordinal);
+        return (ours, chardev is not null && !ours && chardev.Filename.Contains("<->", StringComparison.Ordinal));
     }
 
     private void Flush(string kind)

@@ -266,10 +266,10 @@ internal sealed class OutdevWriter : IDisposable
 
     /// <summary>
     /// Before the first write on a new connection: with <c>--restore-redirector</c>, the redirector behind outdev is
-    /// re-created first (up to twice, the second time several seconds later), and deleting a redirector in the middle
-    /// of a frame leaves its successor reading from mid-frame: QEMU calls that an oversized packet and stops reading
-    /// for good (the soak run found it). So nothing is written until the restore is done; meanwhile frames wait in the
-    /// backlog, back-pressure applies, and the wait is not a stall.
+    /// re-created first, and deleting a redirector in the middle of a frame leaves its successor reading from
+    /// mid-frame: QEMU calls that an oversized packet and stops reading for good (the soak run found it). So nothing is
+    /// written until that re-creation is done (a second one, if any, only ever replaces a redirector that has read
+    /// nothing of this connection); meanwhile frames wait in the backlog, back-pressure applies, and it is not a stall.
     /// </summary>
     private async Task WaitForRedirectorAsync(ChardevConnection connection, bool first)
     {
