@@ -50,7 +50,8 @@ internal static class Usage
                                  then reading resumes and what does not fit in the backlog is dropped and counted
           --outdev-hold-ms MS    how long a released frame waits for an outdev peer while none is connected
                                  (default 2000, 0: none); older ones are dropped and counted
-          --queue-budget-mb N    bytes queued for comparison over all flows (default 64)
+          --queue-budget-mb N    memory the comparison may hold (default 64): queued frames and the flow table;
+                                 at the bound idle flows are forgotten first, then packets dropped and counted
           --compare-ipv6 on|off, --compare-vlan on|off
                                  compare IPv6 / VLAN-tagged traffic (default on; off passes it uncompared, as QEMU 7.2)
           --log-level LEVEL      trace, debug, information (default), warning, error
