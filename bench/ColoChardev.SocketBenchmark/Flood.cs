@@ -91,6 +91,33 @@ internal static class Flood
             account);
     }
 
+    /// <summary>
+    /// Counts the whole frames at the start of <paramref name="buffer"/> (its first <paramref name="have"/> bytes; those
+    /// equal to <paramref name="only"/>, when given) and moves what remains of a partial one to the front.
+    /// </summary>
+    internal static void CountFrames(byte[] buffer, ref int have, int header, byte[]? only, ref long count)
+    {
+        int offset = 0;
+        while (have - offset >= header)
+        {
+            int length = (int)BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(offset));
+            if (have - offset < header + length)
+            {
+                break;
+            }
+
+            if (only is null || buffer.AsSpan(offset + header, length).SequenceEqual(only))
+            {
+                Interlocked.Increment(ref count);
+            }
+
+            offset += header + length;
+        }
+
+        buffer.AsSpan(offset, have - offset).CopyTo(buffer);
+        have -= offset;
+    }
+
     /// <summary>Counts the frames read from <paramref name="socket"/> (those equal to <paramref name="only"/>, when given) until it closes.</summary>
     private static void Drain(Socket socket, int header, byte[]? only, ref long count)
     {
@@ -107,25 +134,7 @@ internal static class Flood
                 }
 
                 have += read;
-                int offset = 0;
-                while (have - offset >= header)
-                {
-                    int length = (int)BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(offset));
-                    if (have - offset < header + length)
-                    {
-                        break;
-                    }
-
-                    if (only is null || buffer.AsSpan(offset + header, length).SequenceEqual(only))
-                    {
-                        Interlocked.Increment(ref count);
-                    }
-
-                    offset += header + length;
-                }
-
-                buffer.AsSpan(offset, have - offset).CopyTo(buffer);
-                have -= offset;
+                CountFrames(buffer, ref have, header, only, ref count);
             }
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Sockets;
@@ -107,21 +106,7 @@ internal static class SlowReader
                 }
 
                 have += read;
-                int offset = 0;
-                while (have - offset >= header)
-                {
-                    int length = (int)BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(offset));
-                    if (have - offset < header + length)
-                    {
-                        break;
-                    }
-
-                    Interlocked.Increment(ref count);
-                    offset += header + length;
-                }
-
-                buffer.AsSpan(offset, have - offset).CopyTo(buffer);
-                have -= offset;
+                Flood.CountFrames(buffer, ref have, header, null, ref count);
                 if (!stopped && stopAt >= 0 && Interlocked.Read(ref count) >= stopAt)
                 {
                     stopped = true;
