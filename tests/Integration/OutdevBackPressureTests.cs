@@ -15,6 +15,9 @@ namespace ColoChardev.Integration;
 public sealed class OutdevBackPressureTests(ITestOutputHelper output) : IDisposable
 {
     private const int Frames = 20_000;
+
+    /// <summary>--outdev-hold-ms for the no-peer test: longer than the daemon's longest reconnect pause (1 s).</summary>
+    private const int HoldMs = 2500;
     private readonly CancellationTokenSource _timeout = new(TimeSpan.FromMinutes(3));
     private readonly string _directory = FreePort.TempSocketDirectory();
 
@@ -118,7 +121,7 @@ public sealed class OutdevBackPressureTests(ITestOutputHelper output) : IDisposa
     [Fact]
     public async Task Frames_released_while_outdev_has_no_peer_wait_for_the_next_one_for_hold_ms_and_no_longer()
     {
-        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, []), Token, ["--outdev-hold-ms", "400", "--control", Control]);
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, []), Token, ["--outdev-hold-ms", HoldMs.ToString(System.Globalization.CultureInfo.InvariantCulture), "--control", Control]);
         // Outdev's peer goes away altogether (connection and listener, as when the primary QEMU restarts).
         await rig.Outdev.DisposeAsync();
         await rig.OutdevServer.DisposeAsync();
@@ -126,18 +129,21 @@ public sealed class OutdevBackPressureTests(ITestOutputHelper output) : IDisposa
         // Released with nobody on outdev, then too long without one: dropped, counted as expired, said in the log.
         await rig.SendPrimaryAsync(Frame(1, mac: 1), Frame(2, mac: 1));
         await rig.SendSecondaryAsync(Frame(1, mac: 2), Frame(2, mac: 2));
-        await rig.Daemon.WaitForLineAsync("waited more than 400 ms for an outdev peer", TimeSpan.FromSeconds(10));
+        await rig.Daemon.WaitForLineAsync($"waited more than {HoldMs} ms for an outdev peer", TimeSpan.FromSeconds(10));
         JsonElement stats = await StatsAsync();
         Assert.Equal(2, stats.GetProperty("outdev-dropped-by").GetProperty("Expired").GetInt64());
         Assert.Equal(0, stats.GetProperty("outdev-backlog-frames").GetInt64());
 
-        // Released just before a peer returns: it gets them.
+        // Released just before a peer returns: it gets them. (The daemon, a client here, retries at most a second apart,
+        // so the hold is longer than that: with 400 ms a slow machine saw frame 3 expire before the reconnect.)
         await rig.SendPrimaryAsync(Frame(3, mac: 1));
         await rig.SendSecondaryAsync(Frame(3, mac: 2));
         await using var server = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=compare_out,host=127.0.0.1,port={rig.OutdevPort},server=on,wait=off"));
         server.StartListening();
         await using ChardevConnection outdev = await server.ConnectAsync(Token).AsTask().WaitAsync(TimeSpan.FromSeconds(10), Token);
-        using ChardevFrame frame = (await outdev.Reader.ReadFrameAsync(Token)) ?? throw new EndOfStreamException();
+        using var read = CancellationTokenSource.CreateLinkedTokenSource(Token);
+        read.CancelAfter(TimeSpan.FromSeconds(10));
+        using ChardevFrame frame = (await outdev.Reader.ReadFrameAsync(read.Token)) ?? throw new EndOfStreamException();
         Assert.Equal(3, Sequence(frame.Payload));
         Assert.Equal(2, (await StatsAsync()).GetProperty("outdev-dropped").GetInt64());
     }
