@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The side-by-side socket benchmark (issue 7): the same framed traffic, from one sender to one receiver, through
-# QEMU 7.2's own colo-compare (standalone, -M none), our colo-compare daemon and a relay baseline, alternating,
+# QEMU's own colo-compare (standalone, -M none; 7.2, or QEMU_VERSION=10.0|11.1), our colo-compare daemon and a relay baseline, alternating,
 # several runs each, medians. Prints every run, writes docs/benchmarks/socket-benchmark.{json,png} and, with
 # --update-docs docs/performance.md, that document's benchmark section. Everything runs on 127.0.0.1.
 #

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the demo and the tests need on a fresh Debian 12 machine: QEMU 7.2 from Debian and the tools the
-# COLO pair scripts use (the guest's kernel and busybox are downloaded by scripts/qemu/build-guest.sh).
+# Installs what the demo and the tests need on a fresh Debian 12 machine: QEMU 7.2 from Debian (and, for
+# QEMU_VERSION=10.0 or 11.1, that QEMU in a Debian root: scripts/qemu/qemu.sh) and the tools the COLO pair scripts use
+# (the guest's kernel and busybox are downloaded by scripts/qemu/build-guest.sh).
 # The .NET 10 SDK is expected on the machine (dotnet on PATH).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -26,6 +28,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 # The container engine for the container tests (Engine 20.10, API 1.41); scripts/start-docker.sh starts it.
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+# QEMU 10.0 and 11.1 come from Debian roots that scripts/qemu/qemu.sh makes with debootstrap.
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
@@ -34,5 +38,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-qemu-system-x86_64 --version | head -n 1
+# The QEMU that QEMU_VERSION names (7.2, this machine's, by default), built or upgraded from the mirror if needed.
+echo "install-deps: QEMU ${QEMU_VERSION:-7.2}: $("$here/qemu/qemu.sh" update && "$("$here/qemu/qemu.sh" binary)" --version | head -n 1)"
 dotnet --version

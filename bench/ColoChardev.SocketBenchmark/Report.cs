@@ -217,7 +217,8 @@ internal static class Report
             [.. levels.Select(v => new ScottPlot.Tick(Math.Log10(v), (v / 1000).ToString("N0", CultureInfo.InvariantCulture)))]);
         plot.Axes.SetLimitsY(4, Math.Max(6, bars.Count == 0 ? 0 : bars.Max(b => b.Value) + 0.3));
         plot.YLabel("thousand packets per second (median, log scale)");
-        plot.Title($"Same traffic through QEMU 7.2's colo-compare, our daemon and a relay ({result.Machine.Cores} cores, {result.Machine.Date})");
+        string qemu = "QEMU " + System.Text.RegularExpressions.Regex.Match(result.Machine.Qemu, @"version ([0-9.]+)").Groups[1].Value;
+        plot.Title($"Same traffic through {qemu}'s colo-compare, our daemon and a relay ({result.Machine.Cores} cores, {result.Machine.Date})");
         for (int t = 0; t < targets.Length; t++)
         {
             plot.Legend.ManualItems.Add(new ScottPlot.LegendItem { LabelText = targets[t], FillColor = colors[t] });

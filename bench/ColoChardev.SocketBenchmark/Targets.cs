@@ -9,7 +9,7 @@ namespace ColoChardev.SocketBenchmark;
 /// <summary>What a run measures.</summary>
 internal enum TargetKind
 {
-    /// <summary>QEMU 7.2's built-in colo-compare, standalone (<c>-M none</c>).</summary>
+    /// <summary>QEMU's built-in colo-compare (7.2, or QEMU_VERSION's), standalone (<c>-M none</c>).</summary>
     Qemu,
 
     /// <summary>Our colo-compare daemon.</summary>

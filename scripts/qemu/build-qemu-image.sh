@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the local container image the container tests run QEMU from: this machine's QEMU (Debian's 7.2) with every
-# library it and its modules load, its firmware, and under TCG the patched copy colo-pair.sh makes (workaround 1),
-# as /usr/bin/qemu-system-x86_64-colo-tcg. No registry, no base image: `docker import` of a tarball (no shell inside).
+# Builds the local container image the container tests run QEMU from, for QEMU_VERSION (see qemu.sh), with the
+# patched copy for COLO under TCG (workaround 1 in qemu.sh) as /usr/bin/qemu-system-x86_64-colo-tcg. No registry,
+# no base image: `docker import` of a tarball.
+#   7.2 (this machine's QEMU): the binary with every library it and its modules load and its firmware (no shell inside).
+#   10.0, 11.1: the Debian root qemu.sh made for it, as it is.
 #
 #   scripts/qemu/build-qemu-image.sh      # prints the image name; rebuilt only when QEMU or this script changes
 set -euo pipefail
@@ -10,10 +12,23 @@ here="$(cd "$(dirname "$0")" && pwd)"
 log() { echo "build-qemu-image: $*" >&2; }
 
 command -v docker >/dev/null || { log "docker is missing (scripts/install-deps.sh installs docker.io)"; exit 1; }
-src="$(readlink -f "$(command -v qemu-system-x86_64)")"
-patched="$(COLO_VM=binary ACCEL=tcg "$here/colo-pair.sh" qemu-args)"
+qroot="$("$here/qemu.sh" root)"
+if [ "$qroot" != / ]; then
+  src="$qroot/usr/bin/qemu-system-x86_64"
+  patched="$qroot/usr/bin/qemu-system-x86_64-colo-tcg"
+else
+  src="$("$here/qemu.sh" binary)"
+  patched="$("$here/qemu.sh" colo-tcg)"
+fi
 tag="colochardev-qemu:$(cat "$src" "$patched" "$0" | sha256sum | cut -c1-12)"
 if docker image inspect "$tag" >/dev/null 2>&1; then
+  echo "$tag"
+  exit 0
+fi
+
+if [ "$qroot" != / ]; then
+  tar -C "$qroot" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/qemu-system-x86_64"]' -m "colochardev QEMU from $qroot" - "$tag" >/dev/null
+  log "built $tag from $qroot ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
   echo "$tag"
   exit 0
 fi

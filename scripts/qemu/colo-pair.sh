@@ -12,7 +12,8 @@
 #                                                      tap leaves the bridge (flushing what the bridge learned on it)
 #                                                      and the secondary's joins it
 #
-# Environment: ACCEL=tcg|kvm (default tcg: KVM on our machines boots no Linux guest), COLO_PAIR_DIR (state folder,
+# Environment: QEMU_VERSION=7.2|10.0|11.1|PATH (default 7.2, see qemu.sh),
+# ACCEL=tcg|kvm (default tcg: KVM on our machines boots no Linux guest), COLO_PAIR_DIR (state folder,
 # default /tmp/colo-pair-NAME), COLO_COMPARE_DLL (the daemon, default the Release build in this repository),
 # COLO_GUEST_DIR (see build-guest.sh), COLO_SUMMARY_INTERVAL (seconds between the daemon's summary lines, default 5).
 #
@@ -24,7 +25,7 @@
 #   primary:   mirror0 (server, mirror.sock)     ← secondary red0        client→VM packets to the secondary
 #              compare0 (server, primary-in.sock)  → daemon primary_in    redire1: what the primary guest sends
 #              compare_out (server, outdev.sock)   ← daemon outdev        redire0: released frames to the tap
-#   daemon:    secondary_in (server, secondary-in.sock) ← secondary red1 (reconnect=1): what the secondary sends
+#   daemon:    secondary_in (server, secondary-in.sock) ← secondary red1 (reconnecting): what the secondary sends
 #   monitors:  primary-qmp.sock / secondary-qmp.sock for tests and operators,
 #              primary-qmp-daemon.sock / secondary-qmp-daemon.sock for the daemon
 #   migration: secondary -incoming unix:migrate.sock
@@ -59,10 +60,6 @@ ns="colo-$name"
 guest_ip=10.0.0.2
 client_ip=10.0.0.1
 mac=52:54:00:c0:10:01
-# Workaround 2 (TCG only): QEMU 7.2 corrupts the secondary after every checkpoint under TCG, because the fast path
-# of the dirty-bitmap sync misses TCG's writes (fixed upstream in QEMU 9.0 by commit 03bfc2188f, not in Debian's
-# 7.2). Guest RAM that is not a multiple of 256 KiB avoids that path: 131064K = 128 MiB - 8 KiB.
-if [ "$accel" = tcg ]; then mem="${COLO_GUEST_MEM:-131064K}"; else mem="${COLO_GUEST_MEM:-128M}"; fi
 dll="${COLO_COMPARE_DLL:-$repo/src/ColoCompareDaemon/bin/Release/net10.0/colo-compare.dll}"
 
 log() { echo "colo-pair[$name]: $*" >&2; }
@@ -116,41 +113,23 @@ has_namespace() { ip netns list | awk '{ print $1 }' | grep -qxF "$ns"; }
 colo_mode_is() { qmp "$1" query-colo-status | grep -q "\"mode\":\"$2\""; }
 guest_ready() { grep -q "COLO-GUEST-READY" "$1" 2>/dev/null; }
 
-# Workaround 1 (TCG only): QEMU up to current master deadlocks the primary at its first COLO checkpoint under TCG:
-# colo_do_checkpoint_transaction() reaches memory_global_after_dirty_log_sync() -> TCG's run_on_cpu() without the
-# BQL and returns owning it. Upstream fix pending: Lukas Straub, "colo: Hold the BQL while sending ram state"
-# (series v8, 2026-02-10). We run a copy of the Debian binary whose memory_global_after_dirty_log_sync() returns at
-# once (its first byte, push %rbx = 0x53, becomes ret = 0xc3); in 7.2 its only listener is TCG's after-sync hook,
-# irrelevant while the VM is stopped for a checkpoint. The copy lives at PREFIX/usr/bin so that QEMU finds its
-# firmware and modules through PREFIX/usr/share and PREFIX/usr/lib links.
-patched_qemu() {
-  local src sum prefix bin vaddr va off byte type o v fsize
-  src="$(command -v qemu-system-x86_64)" || die "qemu-system-x86_64 is not installed (scripts/install-deps.sh)"
-  src="$(readlink -f "$src")"
-  sum="$(sha256sum "$src" | cut -c1-16)"
-  prefix="$repo/.cache/qemu-colo-tcg/$sum"
-  bin="$prefix/usr/bin/qemu-system-x86_64"
-  if [ ! -x "$bin" ]; then
-    command -v readelf >/dev/null || die "readelf is missing (apt-get install binutils; scripts/install-deps.sh does it)"
-    vaddr="$(readelf --dyn-syms -W "$src" | awk '$8 == "memory_global_after_dirty_log_sync" { print $2; exit }')"
-    [ -n "$vaddr" ] || die "memory_global_after_dirty_log_sync not found in $src: cannot apply the TCG workaround"
-    va=$((16#$vaddr)); off=
-    while read -r type o v _ fsize _; do
-      [ "$type" = LOAD ] || continue
-      if [ "$va" -ge $((v)) ] && [ "$va" -lt $((v + fsize)) ]; then off=$((va - v + o)); break; fi
-    done < <(readelf -lW "$src")
-    [ -n "$off" ] || die "no LOAD segment holds memory_global_after_dirty_log_sync in $src"
-    byte="$(od -An -tx1 -j "$off" -N1 "$src" | tr -d ' ')"
-    [ "$byte" = 53 ] || die "memory_global_after_dirty_log_sync in $src starts with 0x$byte, not 0x53: this QEMU build is not the one the workaround was made for"
-    mkdir -p "$prefix/usr/bin"
-    ln -sfn /usr/share "$prefix/usr/share"
-    ln -sfn /usr/lib "$prefix/usr/lib"
-    cp "$src" "$bin.tmp"
-    printf '\xc3' | dd of="$bin.tmp" bs=1 seek="$off" conv=notrunc status=none
-    mv "$bin.tmp" "$bin"
-    log "TCG workaround: patched copy of $src at $bin (offset $off)"
-  fi
-  echo "$bin"
+# The QEMU to run: QEMU_VERSION=7.2|10.0|11.1|PATH (qemu.sh, which also holds workaround 1 for COLO under TCG).
+# COLO_TCG_WORKAROUND=off runs the unpatched binary under TCG too (to check whether a QEMU still needs it).
+qemu_binary() {
+  if [ "$accel" = tcg ] && [ "${COLO_TCG_WORKAROUND:-on}" != off ]; then "$here/qemu.sh" colo-tcg; else "$here/qemu.sh" binary; fi
+}
+
+version_at_least() { [ "$(printf '%s\n%s\n' "$1" "$qemu_version" | sort -V | head -n 1)" = "$1" ]; }
+
+qemu_setup() { # what differs between QEMU versions on the command lines
+  qemu_version="$("$here/qemu.sh" version)" || die "no QEMU for QEMU_VERSION=${QEMU_VERSION:-7.2}"
+  # -chardev socket's reconnect delay: reconnect=SECONDS up to 10.1 (deprecated from 9.2, removed in 10.2),
+  # reconnect-ms=MS from 9.2 (7.2 rejects it).
+  if version_at_least 9.2; then reconnect=reconnect-ms=1000; else reconnect=reconnect=1; fi
+  # Workaround 2 (TCG only): QEMU 7.2 corrupts the secondary after every checkpoint under TCG, because the fast
+  # path of the dirty-bitmap sync misses TCG's writes (fixed upstream in QEMU 9.0 by commit 03bfc2188f, not in
+  # Debian's 7.2). Guest RAM that is not a multiple of 256 KiB avoids that path: 131064K = 128 MiB - 8 KiB.
+  if [ "$accel" = tcg ] && ! version_at_least 9.0; then mem="${COLO_GUEST_MEM:-131064K}"; else mem="${COLO_GUEST_MEM:-128M}"; fi
 }
 
 guest_args() { # guest_args VM-NAME: what both QEMUs share, plus the VM's name for the guest's /cgi-bin/vm (padded
@@ -191,8 +170,8 @@ secondary_args() { # the secondary's QEMU arguments, one per line (the binary no
     -qmp "unix:$dir/secondary-qmp.sock,server=on,wait=off" \
     -qmp "unix:$dir/secondary-qmp-daemon.sock,server=on,wait=off" \
     -netdev tap,id=hn0,ifname=tap-sec,script=no,downscript=no,vhost=off,vnet_hdr=off \
-    -chardev "socket,id=red0,path=$dir/mirror.sock,reconnect=1" \
-    -chardev "socket,id=red1,path=$dir/secondary-in.sock,reconnect=1" \
+    -chardev "socket,id=red0,path=$dir/mirror.sock,$reconnect" \
+    -chardev "socket,id=red1,path=$dir/secondary-in.sock,$reconnect" \
     -object filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0 \
     -object filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1 \
     -object filter-rewriter,id=rew0,netdev=hn0,queue=all \
@@ -232,11 +211,8 @@ cmd_start() {
   fi
   [ -f "$dll" ] || die "the daemon is not built: $dll"
   local qemu_bin
-  if [ "$accel" = tcg ]; then
-    qemu_bin="$(patched_qemu)"
-  else
-    qemu_bin="$(command -v qemu-system-x86_64)"
-  fi
+  qemu_setup
+  qemu_bin="$(qemu_binary)"
 
   # Reuse only a folder a pair made (or an empty one): COLO_PAIR_DIR could name anything.
   if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] && [ ! -f "$dir/daemon-extra.args" ]; then
@@ -280,8 +256,14 @@ cmd_start() {
   echo $! > "$dir/secondary.pid"
   wait_for 30 "the secondary's red0/red1 to connect" chardev_connected "$dir/secondary-qmp.sock" red0 red1
 
-  qmp "$dir/primary-qmp.sock" migrate-set-capabilities \
-    '{"capabilities":[{"capability":"x-colo","state":true},{"capability":"events","state":true}]}' >/dev/null
+  # x-colo on both sides: QEMU 10.0 refuses the migration stream's ENABLE_COLO on a secondary without it
+  # ("x-colo capability is not set"); 7.2 takes it too. 11.1 also wants return-path with x-colo ("Capability
+  # 'x-colo' requires capability 'return-path'").
+  local which caps='{"capability":"x-colo","state":true},{"capability":"events","state":true}'
+  version_at_least 11.0 && caps="{\"capability\":\"return-path\",\"state\":true},$caps"
+  for which in secondary primary; do
+    qmp "$dir/$which-qmp.sock" migrate-set-capabilities "{\"capabilities\":[$caps]}" >/dev/null
+  done
   qmp "$dir/primary-qmp.sock" migrate-set-parameters "{\"x-checkpoint-delay\":$checkpoint_delay}" >/dev/null
   qmp "$dir/primary-qmp.sock" migrate "{\"uri\":\"unix:$dir/migrate.sock\"}" >/dev/null
   wait_for 120 "COLO to start (query-colo-status mode primary)" colo_mode_is "$dir/primary-qmp.sock" primary
@@ -293,6 +275,8 @@ COLO_PAIR_DIR=$dir
 COLO_PAIR_NAMESPACE=$ns
 COLO_PAIR_BUILTIN=$builtin
 COLO_PAIR_ACCEL=$accel
+COLO_PAIR_QEMU=$qemu_bin
+COLO_PAIR_QEMU_VERSION=$qemu_version
 COLO_PAIR_GUEST_IP=$guest_ip
 COLO_PAIR_CLIENT_IP=$client_ip
 COLO_PAIR_GUEST_DIR=$guest
@@ -345,11 +329,12 @@ case "$command" in
     # For launchers that start QEMU themselves (the container tests): the arguments, one per line, for the
     # state folder and guest of this pair; then the binary to run under $ACCEL.
     guest="$("$here/build-guest.sh")"
+    qemu_setup
     case "${COLO_VM:-}" in
       primary) primary_args ;;
       secondary) secondary_args ;;
       daemon) daemon_args ;;
-      binary) if [ "$accel" = tcg ]; then patched_qemu; else command -v qemu-system-x86_64; fi ;;
+      binary) qemu_binary ;;
       *) die "qemu-args needs COLO_VM=primary|secondary|daemon|binary" ;;
     esac ;;
   takeover)

@@ -10,6 +10,7 @@ public sealed class SharedContainerColoPair : SharedPair<ContainerColoPair>
 }
 
 /// <summary>The traffic and divergence tests again, with both QEMUs inside containers started through Testcontainers.</summary>
+[Trait("Qemu", "real")]
 [Collection(ColoPairSerial.Name)]
 public sealed class ContainerColoPairTests(SharedContainerColoPair shared, ITestOutputHelper output) : IClassFixture<SharedContainerColoPair>
 {

@@ -55,6 +55,32 @@ public sealed class DaemonCheckpointTests : IDisposable
     }
 
     [Fact]
+    public async Task A_checkpoint_without_MIGRATION_PASS_over_before_query_status_answers_is_still_seen_as_qemu_11_reports_it()
+    {
+        await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
+        await using ScriptedQmpServer secondary = ScriptedQmpServer.Start(Path.Combine(_directory, "s.qmp"));
+        primary.Status = "running";
+        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address, "--secondary-qmp", secondary.Address]), Token);
+        await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+        await secondary.WaitForClientAsync(TimeSpan.FromSeconds(10));
+
+        byte[] held = Udp("primary");
+        await rig.SendPrimaryAsync(held);
+        await rig.SendSecondaryAsync(Udp("second!", mac: 2));
+        await rig.Daemon.WaitForLineAsync("checkpoint requested over QMP", TimeSpan.FromSeconds(10));
+
+        // QEMU 11.1.3's checkpoint: secondary STOP, primary STOP, secondary RESUME, primary RESUME, a few ms in all.
+        await secondary.SendEventAsync("STOP");
+        await Task.Delay(100, Token);
+        await primary.SendEventAsync("STOP");
+        Assert.False(await rig.AnythingReleasedAsync(0.5), "released before the secondary held the new state");
+        await secondary.SendEventAsync("RESUME");
+        Assert.Equal([Convert.ToHexString(held)], await rig.ReadReleasedAsync(1));
+        await primary.SendEventAsync("RESUME");
+        await rig.Daemon.WaitForLineAsync("checkpoint completed (requested, at the secondary's RESUME)", TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
     public async Task A_misbehaving_monitor_never_stops_the_comparison_and_a_request_lost_with_it_is_asked_again_on_the_next()
     {
         await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
@@ -192,6 +218,7 @@ public sealed class DaemonCheckpointTests : IDisposable
         Assert.Equal([Convert.ToHexString(alone)], await rig.ReadReleasedAsync(1));
     }
 
+    [Trait("Qemu", "real")]
     [Fact]
     public async Task An_operators_stop_and_cont_on_a_real_qemu_is_not_taken_for_a_checkpoint()
     {

@@ -108,6 +108,7 @@ public sealed class DaemonTests : IDisposable
         await rig.Daemon.WaitForLineAsync("unsent 1", TimeSpan.FromSeconds(5));
     }
 
+    [Trait("Qemu", "real")]
     [Fact]
     public async Task A_mismatch_asks_the_real_primary_qemu_for_a_checkpoint_by_re_sending_its_x_checkpoint_delay()
     {

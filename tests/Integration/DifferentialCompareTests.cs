@@ -14,6 +14,7 @@ namespace ColoChardev.Integration;
 /// whether a checkpoint was requested must agree, except where a documented deliberate difference applies: those
 /// tests are named for it and assert both behaviours.
 /// </summary>
+[Trait("Qemu", "real")]
 public sealed class DifferentialCompareTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(300);

@@ -10,6 +10,7 @@ namespace ColoChardev.Integration;
 /// Our framing against QEMU 7.2's own colo-compare (standalone, <c>-M none</c>): our writer feeds primary_in and
 /// secondary_in, our reader takes outdev. What QEMU releases must be exactly the primary frames we sent, once.
 /// </summary>
+[Trait("Qemu", "real")]
 public sealed class QemuColoCompareFramingTests(ITestOutputHelper output)
 {
     /// <summary>Primary and secondary copies of a mixed workload (the secondary differs where QEMU ignores it).</summary>

@@ -197,13 +197,17 @@ public sealed class ContainerColoPair : IColoPair
         await using QmpClient secondaryQmp = await QmpConnect.WhenReadyAsync(SecondaryQmp, token).ConfigureAwait(false);
         await WaitConnectedAsync(secondaryQmp, ["red0", "red1"], token).ConfigureAwait(false);
 
-        // COLO, as colo-pair.sh starts it.
-        await primaryQmp.ExecuteAsync("migrate-set-capabilities", new JsonObject
+        // COLO, as colo-pair.sh starts it: x-colo on both sides (QEMU 10.0 requires it on the secondary), with
+        // return-path from 11.x (which requires it with x-colo).
+        string[] capabilities = primaryQmp.Greeting.Version.IsAtLeast(11, 0) ? ["return-path", "x-colo", "events"] : ["x-colo", "events"];
+        foreach (QmpClient side in new[] { secondaryQmp, primaryQmp })
         {
-            ["capabilities"] = new JsonArray(
-                new JsonObject { ["capability"] = "x-colo", ["state"] = true },
-                new JsonObject { ["capability"] = "events", ["state"] = true }),
-        }, token).ConfigureAwait(false);
+            await side.ExecuteAsync("migrate-set-capabilities", new JsonObject
+            {
+                ["capabilities"] = new JsonArray([.. capabilities.Select(c => (JsonNode)new JsonObject { ["capability"] = c, ["state"] = true })]),
+            }, token).ConfigureAwait(false);
+        }
+
         await primaryQmp.SetCheckpointDelayAsync(20_000, token).ConfigureAwait(false);
         await primaryQmp.MigrateAsync("unix:" + Path.Combine(_directory, "migrate.sock"), token).ConfigureAwait(false);
         while ((await primaryQmp.QueryColoStatusAsync(token).ConfigureAwait(false)).Mode != "primary"

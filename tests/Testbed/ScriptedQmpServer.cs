@@ -49,6 +49,9 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
     /// <summary>How long object-add takes to be answered (a slow monitor).</summary>
     public TimeSpan ObjectAddDelay { get; set; }
 
+    /// <summary>What query-status says (default "colo", as QEMU in a checkpoint; "running" once one is over).</summary>
+    public string Status { get; set; } = "colo";
+
     /// <summary>Sessions accepted so far.</summary>
     public int Sessions { get; private set; }
 
@@ -137,7 +140,7 @@ public sealed class ScriptedQmpServer : IAsyncDisposable
 
                     string result = name switch
                     {
-                        "query-status" => """{"status": "colo", "running": false}""",
+                        "query-status" => $$"""{"status": "{{Status}}", "running": {{(Status == "running" ? "true" : "false")}}}""",
                         "query-migrate-parameters" => $$"""{"x-checkpoint-delay": {{_checkpointDelay}}}""",
                         // A primary's filter-redirector redire0 reading compare_out, as --restore-redirector asks for it.
                         "qom-get" => command.RootElement.GetProperty("arguments").GetProperty("property").GetString() switch

@@ -10,7 +10,7 @@ using ColoChardev.Testbed;
 namespace ColoChardev.Demo;
 
 /// <summary>
-/// The README's demo: a real COLO pair (two QEMU 7.2 VMs running the tiny guest, under TCG here) with our daemon in
+/// The README's demo: a real COLO pair (two QEMU VMs, 7.2 or QEMU_VERSION's, running the tiny guest, under TCG here) with our daemon in
 /// place of -object colo-compare; a client inside the pair's network namespace pings, downloads, echoes and forces a
 /// divergence; then a summary of what the daemon compared and released, the checkpoints QEMU made (with reasons and
 /// durations), and what the client saw. Everything is stopped at the end.
@@ -21,7 +21,7 @@ internal static partial class PairDemo
 
     public static async Task<int> RunAsync()
     {
-        Console.WriteLine("=== A COLO pair with the colo-compare daemon in place of QEMU's -object colo-compare ===");
+        Console.WriteLine($"=== A COLO pair ({QemuBinary.Label}) with the colo-compare daemon in place of QEMU's -object colo-compare ===");
         Console.WriteLine("Starting: guest image, network namespace, primary QEMU, daemon, secondary QEMU, COLO (scripts/qemu/colo-pair.sh) ...");
         var started = Stopwatch.StartNew();
         var client = new List<string>();

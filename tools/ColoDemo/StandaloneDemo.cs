@@ -10,7 +10,7 @@ using ColoChardev.Testbed;
 namespace ColoChardev.Demo;
 
 /// <summary>
-/// The second part of the README's demo: the same traffic through QEMU 7.2's own colo-compare (standalone, no guest)
+/// The second part of the README's demo: the same traffic through QEMU's own colo-compare (7.2, or QEMU_VERSION's) (standalone, no guest)
 /// and through our colo-compare daemon, side by side. Identical, re-segmented, diverging and reordered output goes in on primary_in and
 /// secondary_in; what each comparator releases on outdev is read back, parsed, checked byte for byte, and summarised
 /// together with the checkpoints each asked for (DO_CHECKPOINT on notify_dev, answered with COLO_CHECKPOINT).
@@ -29,7 +29,7 @@ internal static class StandaloneDemo
         CancellationToken token = timeout.Token;
         Scenario[] scenarios = Scenarios();
 
-        Console.WriteLine("=== QEMU 7.2's colo-compare (standalone, -M none), driven through our chardev framing ===");
+        Console.WriteLine($"=== {QemuBinary.Label}'s colo-compare (standalone, -M none), driven through our chardev framing ===");
         await using StandaloneColoCompare qemu = StandaloneColoCompare.Start(new StandaloneColoCompareOptions { NotifyDev = true });
         await using StandaloneColoComparePeers peers = await StandaloneColoComparePeers.ConnectAsync(qemu, null, token);
         var qemuTarget = new Target($"QEMU colo-compare (pid {qemu.ProcessId})", peers.Primary, peers.Secondary, peers.Outdev, peers.Notify!, () => string.Empty);
@@ -50,7 +50,7 @@ internal static class StandaloneDemo
 
         Console.WriteLine();
         Console.WriteLine("=== Summary (released = frames QEMU would send out of the primary's tap; requests = checkpoints asked for) ===");
-        Console.WriteLine($"{"scenario",-44} | {"QEMU 7.2 colo-compare",-34} | {"our daemon",-34}");
+        Console.WriteLine($"{"scenario",-44} | {QemuBinary.Label + " colo-compare",-34} | {"our daemon",-34}");
         for (int i = 0; i < scenarios.Length; i++)
         {
             Console.WriteLine($"{scenarios[i].Title,-44} | {Describe(qemuOutcomes[i]),-34} | {Describe(daemonOutcomes[i]),-34}");

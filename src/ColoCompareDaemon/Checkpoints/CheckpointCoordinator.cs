@@ -14,7 +14,8 @@ namespace ColoChardev.Daemon.Checkpoints;
 /// Asks the primary QEMU for checkpoints and learns when they complete, over QMP (spec §4, environment.md).
 /// Request: <c>migrate-set-parameters {"x-checkpoint-delay": CURRENT}</c> (read first; re-sending the value starts a
 /// checkpoint at once); one request outstanding until a checkpoint completes. Observe: a primary STOP that is a
-/// checkpoint (MIGRATION_PASS follows, or query-status says <c>colo</c>), then the safe flush point: the secondary's
+/// checkpoint (the secondary stopped before it, MIGRATION_PASS follows (up to 10.x), or query-status says
+/// <c>colo</c>), then the safe flush point: the secondary's
 /// RESUME when its monitor is given, else the primary's RESUME. Never at STOP or MIGRATION_PASS, when the secondary
 /// does not yet hold the new state (QEMU commit 4fa8ed25b8). Periodic checkpoints are handled the same way.
 /// COLO_EXIT on the primary is failover: every NIC releases everything and passes primary traffic through.
@@ -34,6 +35,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private QmpClient? _secondary;
     private Phase _phase;
     private bool _flushed;
+    private bool _secondaryStopped;
     private bool _requested;
     private long _stoppedAt;
     private long _requestedAt;
@@ -146,6 +148,11 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 using QmpEventSubscription events = client.Subscribe(QmpEvents.Stop, QmpEvents.Resume, QmpEvents.MigrationPass, QmpEvents.ColoExit);
                 string version = client.Greeting.Version.ToString();
                 DaemonLog.QmpConnected(_logger, which, address, version);
+                if (primary && _secondaryAddress is null && client.Greeting.Version.IsAtLeast(11, 0))
+                {
+                    DaemonLog.CheckpointsNeedSecondaryMonitor(_logger, version);
+                }
+
                 _signals.Writer.TryWrite(new Signal(primary ? SignalKind.PrimaryConnected : SignalKind.SecondaryConnected, null, default, default, null, client));
                 await foreach (QmpEvent e in events.WithCancellation(stopping).ConfigureAwait(false))
                 {
@@ -231,6 +238,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 break;
             case SignalKind.SecondaryLost when ReferenceEquals(_secondary, signal.Client):
                 _secondary = null;
+                _secondaryStopped = false;
                 break;
         }
     }
@@ -279,9 +287,17 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         switch (e.Name)
         {
             case QmpEvents.Stop when _phase == Phase.Idle:
-                _phase = Phase.PrimaryStopped;
                 _flushed = false;
                 _stoppedAt = Stopwatch.GetTimestamp();
+                if (_secondaryStopped)
+                {
+                    // Both VMs stopped, the secondary first: a checkpoint. QEMU 11.x sends no MIGRATION_PASS, and its
+                    // checkpoints can be over before query-status answers.
+                    _phase = Phase.InCheckpoint;
+                    break;
+                }
+
+                _phase = Phase.PrimaryStopped;
                 await CheckColoStateAsync(stopping).ConfigureAwait(false);
                 break;
             case QmpEvents.MigrationPass when _phase == Phase.PrimaryStopped:
@@ -322,10 +338,19 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
 
     private void OnSecondaryEvent(QmpEvent e)
     {
-        // The secondary resumes once it has loaded the new state: the earliest safe point to release (spec §4.6).
-        if (e.Name == QmpEvents.Resume && _phase == Phase.InCheckpoint && !_flushed)
+        if (e.Name == QmpEvents.Stop)
         {
-            Flush("at the secondary's RESUME");
+            _secondaryStopped = true;
+        }
+        else if (e.Name == QmpEvents.Resume)
+        {
+            _secondaryStopped = false;
+
+            // The secondary resumes once it has loaded the new state: the earliest safe point to release (spec §4.6).
+            if (_phase == Phase.InCheckpoint && !_flushed)
+            {
+                Flush("at the secondary's RESUME");
+            }
         }
     }
 
@@ -352,7 +377,8 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     }
 
     /// <summary>
-    /// QEMU up to 10.2: a filter-redirector whose indev peer left once never reads again (spec §1.4). Re-create it
+    /// QEMU up to 10.2: a filter-redirector whose indev peer left once never reads again (spec §1.4); from 11.0 it
+    /// does, and a restore only logs that it has nothing to do. Re-create it
     /// with the same properties, placed before the primary_in redirector (spec §3.3), so that injected packets do
     /// not loop back into the comparator. A deaf redirector also keeps QEMU from noticing that the old peer left, so
     /// our new connection may still wait in the listen queue: the first re-creation then only makes QEMU drop the
@@ -374,6 +400,16 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
             {
                 // Its outdev connection went on writing without it (or is gone): re-creating now could cut a frame.
                 DaemonLog.RedirectorNotRestored(_logger, nic.Id, restore.Redirector, "outdev did not wait any longer for the primary's QMP monitor");
+                done?.TrySetResult();
+                continue;
+            }
+
+            if (primary.Greeting.Version.IsAtLeast(11, 0))
+            {
+                // QEMU 11.0 (upstream 5193528b9f): the redirector re-arms its indev when the peer comes back, so it
+                // reads this connection as it is; re-creating it would only risk the frames in flight.
+                string version = primary.Greeting.Version.ToString();
+                DaemonLog.RedirectorSurvives(_logger, nic.Id, restore.Redirector, version);
                 done?.TrySetResult();
                 continue;
             }

@@ -66,6 +66,12 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 216, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': could not re-create filter-redirector '{Redirector}': {Error}. QEMU up to 10.2 will not read released traffic until it is re-created")]
     public static partial void RedirectorNotRestored(ILogger logger, string nic, string redirector, string error);
 
+    [LoggerMessage(EventId = 230, Level = LogLevel.Information, Message = "colo-compare '{Nic}': outdev connected; filter-redirector '{Redirector}' left as it is: QEMU {Version} keeps reading an indev whose peer came back (11.0 and later), so --restore-redirector has nothing to do")]
+    public static partial void RedirectorSurvives(ILogger logger, string nic, string redirector, string version);
+
+    [LoggerMessage(EventId = 231, Level = LogLevel.Warning, Message = "QEMU {Version} sends no MIGRATION_PASS at a checkpoint: without --secondary-qmp a checkpoint is recognised only while query-status still says colo, and a fast one is missed (its packets then wait for the next)")]
+    public static partial void CheckpointsNeedSecondaryMonitor(ILogger logger, string version);
+
     [LoggerMessage(EventId = 217, Level = LogLevel.Error, Message = "{Loop} failed unexpectedly; restarting it")]
     public static partial void LoopFailed(ILogger logger, string loop, Exception exception);
 

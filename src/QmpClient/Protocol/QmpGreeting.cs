@@ -5,6 +5,9 @@ namespace ColoChardev.Qmp;
 /// <summary>QEMU's version triple.</summary>
 public readonly record struct QmpVersion(int Major, int Minor, int Micro)
 {
+    /// <summary>Whether this is <paramref name="major"/>.<paramref name="minor"/> or later (behaviour that changed in a release).</summary>
+    public bool IsAtLeast(int major, int minor) => Major > major || (Major == major && Minor >= minor);
+
     public override string ToString() => $"{Major}.{Minor}.{Micro}";
 }
 

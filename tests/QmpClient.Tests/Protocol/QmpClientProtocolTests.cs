@@ -33,6 +33,17 @@ public class QmpClientProtocolTests
         }
     }
 
+    [Theory]
+    [InlineData(7, 2, 22, 11, 0, false)]
+    [InlineData(10, 2, 0, 11, 0, false)]
+    [InlineData(11, 0, 0, 11, 0, true)]
+    [InlineData(11, 1, 3, 11, 0, true)]
+    [InlineData(12, 0, 0, 11, 1, true)]
+    [InlineData(10, 0, 13, 9, 2, true)]
+    [InlineData(9, 1, 0, 9, 2, false)]
+    public void A_version_is_at_least_a_release_by_major_then_minor(int major, int minor, int micro, int atLeastMajor, int atLeastMinor, bool expected) =>
+        Assert.Equal(expected, new QmpVersion(major, minor, micro).IsAtLeast(atLeastMajor, atLeastMinor));
+
     [Fact]
     public async Task Garbage_json_fails_pending_commands_with_a_protocol_exception()
     {
