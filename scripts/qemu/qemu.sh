@@ -164,6 +164,10 @@ finish_root() { # the patched copy next to the original, the wrappers, the stamp
   write_wrapper qemu-system-x86_64 /usr/bin/qemu-system-x86_64
   write_wrapper qemu-system-x86_64-colo-tcg /usr/bin/qemu-system-x86_64-colo-tcg
   root_installed > "$dir/stamp"
+  case "$(cat "$dir/stamp")" in
+    "1:$version."*) ;;
+    *) log "warning: QEMU_VERSION=$version installed qemu-system-x86 $(cat "$dir/stamp") from $(cut -d' ' -f2 "$dir/suites"): the mirror moved on; name the new series in qemu.sh's suites_of" ;;
+  esac
 }
 
 build_root() {
