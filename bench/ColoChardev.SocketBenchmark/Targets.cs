@@ -178,7 +178,8 @@ internal sealed class RunningTarget : IAsyncDisposable
             catch
             {
                 socket.Dispose();
-                throw new InvalidOperationException($"{Name(target.Kind)} (pid {target.ProcessId}) did not accept on port {port}");
+                string exited = target._process is StandaloneColoCompare { HasExited: true } qemu ? $"; it exited: {qemu.StandardError.Trim()}" : string.Empty;
+                throw new InvalidOperationException($"{Name(target.Kind)} (pid {target.ProcessId}) did not accept on port {port}{exited}");
             }
         }
     }
