@@ -13,17 +13,15 @@ namespace ColoChardev.Daemon.Checkpoints;
 /// <summary>
 /// Asks the primary QEMU for checkpoints and learns when they complete, over QMP (spec §4, environment.md).
 /// Request: <c>migrate-set-parameters {"x-checkpoint-delay": CURRENT}</c> (read first; re-sending the value starts a
-/// checkpoint at once); one request outstanding until a checkpoint completes. Observe: a primary STOP that is a
-/// checkpoint (the secondary stopped before it, MIGRATION_PASS follows (up to 10.x), or query-status says
-/// <c>colo</c>), then the safe flush point: the secondary's
-/// RESUME when its monitor is given, else the primary's RESUME. Never at STOP or MIGRATION_PASS, when the secondary
-/// does not yet hold the new state (QEMU commit 4fa8ed25b8). Periodic checkpoints are handled the same way.
+/// checkpoint at once). What the monitors' events mean (which STOP is a checkpoint, where it flushes, when a request
+/// may go out) is <see cref="CheckpointCycle"/>'s, a pure state machine; this class feeds it the events, asks
+/// query-status when it needs to know, sends requests, and tells the NICs. Never flushed at STOP or MIGRATION_PASS,
+/// when the secondary does not yet hold the new state (QEMU commit 4fa8ed25b8).
 /// COLO_EXIT on the primary is failover: every NIC releases everything and passes primary traffic through.
 /// All state changes happen on one loop, fed by both monitors and by the NICs.
 /// </summary>
 internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDisposable
 {
-    private static readonly TimeSpan RequestLifetime = TimeSpan.FromSeconds(10);
     private readonly string? _primaryAddress;
     private readonly string? _secondaryAddress;
     private readonly ILogger _logger;
@@ -33,16 +31,8 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private readonly List<(ComparedNic Nic, RedirectorRestore Restore, string OutdevLocal, TaskCompletionSource? Done, CancellationToken Abandon)> _pendingRestores = [];
     private QmpClient? _primary;
     private QmpClient? _secondary;
-    private Phase _phase;
-    private bool _flushed;
-    private bool _secondaryStopped;
-    private bool _requested;
-    private long _stoppedAt;
-    private long _requestedAt;
-    private bool _failedOver;
-    private long _requestsSent;
-    private long _requestsCoalesced;
-    private long _checkpointsObserved;
+    private readonly CheckpointCycle _cycle = new(10 * Stopwatch.Frequency);
+    private volatile bool _failedOver;
 
     private readonly Queue<(DateTimeOffset At, bool Requested, string Flushed, double Milliseconds)> _recent = new();
 
@@ -59,7 +49,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     }
 
     /// <summary>Whether COLO_EXIT was seen (every NIC passes traffic through).</summary>
-    public bool FailedOver => Volatile.Read(ref _failedOver);
+    public bool FailedOver => _failedOver;
 
     /// <summary>Checkpoints seen over QMP, from the primary's STOP to the point where the queues were flushed (seconds).</summary>
     public BucketHistogram CheckpointSeconds { get; } = new(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30);
@@ -70,19 +60,6 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         _secondaryAddress = secondaryAddress;
         _logger = loggers.CreateLogger("checkpoints");
     }
-
-    private enum Phase
-    {
-        Idle,
-        PrimaryStopped,
-        InCheckpoint,
-    }
-
-    public long RequestsSent => Interlocked.Read(ref _requestsSent);
-
-    public long RequestsCoalesced => Interlocked.Read(ref _requestsCoalesced);
-
-    public long CheckpointsObserved => Interlocked.Read(ref _checkpointsObserved);
 
     /// <summary>NICs whose checkpoints this coordinator requests and flushes (those without notify_dev).</summary>
     public void Add(ComparedNic nic) => _nics.Add(nic);
@@ -238,22 +215,16 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 break;
             case SignalKind.SecondaryLost when ReferenceEquals(_secondary, signal.Client):
                 _secondary = null;
-                _secondaryStopped = false;
+                _cycle.SecondaryLost();
                 break;
         }
     }
 
     private async Task RequestAsync(Signal signal, CancellationToken stopping)
     {
-        if (_failedOver)
+        if (!_cycle.ShouldRequest(Stopwatch.GetTimestamp()))
         {
-            return;
-        }
-
-        if (_requested && Stopwatch.GetElapsedTime(_requestedAt) < RequestLifetime)
-        {
-            // One request outstanding until a checkpoint completes (QEMU coalesces them too).
-            Interlocked.Increment(ref _requestsCoalesced);
+            // COLO is over, or one request is outstanding until a checkpoint completes (QEMU coalesces them too).
             return;
         }
 
@@ -270,9 +241,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
             // Read the current value first: re-sending it starts a checkpoint and leaves the operator's setting alone.
             uint delay = (await primary.QueryMigrateParametersAsync(stopping).ConfigureAwait(false)).XCheckpointDelay ?? 20_000;
             await primary.SetCheckpointDelayAsync(delay, stopping).ConfigureAwait(false);
-            _requested = true;
-            _requestedAt = Stopwatch.GetTimestamp();
-            Interlocked.Increment(ref _requestsSent);
+            _cycle.RequestSent(Stopwatch.GetTimestamp());
             string flow = signal.Flow.ToString();
             DaemonLog.CheckpointRequested(_logger, signal.Reason, signal.Nic!.Id, flow, delay);
         }
@@ -286,32 +255,20 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     {
         switch (e.Name)
         {
-            case QmpEvents.Stop when _phase == Phase.Idle:
-                _flushed = false;
-                _stoppedAt = Stopwatch.GetTimestamp();
-                if (_secondaryStopped)
+            case QmpEvents.Stop:
+                if (_cycle.PrimaryStopped(Stopwatch.GetTimestamp()))
                 {
-                    // Both VMs stopped, the secondary first: a checkpoint. QEMU 11.x sends no MIGRATION_PASS, and its
-                    // checkpoints can be over before query-status answers.
-                    _phase = Phase.InCheckpoint;
-                    break;
+                    // Not yet known to be a checkpoint (the events capability may be off): one shows as status "colo".
+                    await AskStatusAsync(stopping).ConfigureAwait(false);
                 }
 
-                _phase = Phase.PrimaryStopped;
-                await CheckColoStateAsync(stopping).ConfigureAwait(false);
                 break;
-            case QmpEvents.MigrationPass when _phase == Phase.PrimaryStopped:
-                _phase = Phase.InCheckpoint;
+            case QmpEvents.MigrationPass:
+                _cycle.MigrationPass();
                 break;
             case QmpEvents.Resume:
-                if (_phase == Phase.InCheckpoint && !_flushed)
-                {
-                    // No secondary monitor (or its RESUME was missed): the primary's RESUME is later, and still safe.
-                    Flush(_secondary is null ? "at the primary's RESUME" : "at the primary's RESUME; the secondary's was not seen");
-                }
-
                 // A STOP/RESUME that was no checkpoint (an operator's stop and cont) releases nothing.
-                _phase = Phase.Idle;
+                Flush(_cycle.PrimaryResumed(secondaryWatched: _secondary is not null));
                 break;
             case QmpEvents.ColoExit:
                 // Failover whatever the event's data says: a malformed COLO_EXIT is still the end of COLO.
@@ -325,6 +282,7 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
                 {
                 }
 
+                _cycle.ColoExited();
                 _failedOver = true;
                 foreach (ComparedNic nic in _nics)
                 {
@@ -340,22 +298,16 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     {
         if (e.Name == QmpEvents.Stop)
         {
-            _secondaryStopped = true;
+            _cycle.SecondaryStopped();
         }
         else if (e.Name == QmpEvents.Resume)
         {
-            _secondaryStopped = false;
-
-            // The secondary resumes once it has loaded the new state: the earliest safe point to release (spec §4.6).
-            if (_phase == Phase.InCheckpoint && !_flushed)
-            {
-                Flush("at the secondary's RESUME");
-            }
+            Flush(_cycle.SecondaryResumed());
         }
     }
 
-    /// <summary>After a STOP without MIGRATION_PASS yet (the events capability may be off): a checkpoint shows as status "colo".</summary>
-    private async Task CheckColoStateAsync(CancellationToken stopping)
+    /// <summary>After a STOP not yet known to be a checkpoint: query-status says <c>colo</c> while one runs.</summary>
+    private async Task AskStatusAsync(CancellationToken stopping)
     {
         QmpClient? primary = _primary;
         if (primary is null)
@@ -365,14 +317,11 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
 
         try
         {
-            if ((await primary.QueryStatusAsync(stopping).ConfigureAwait(false)).Status == "colo" && _phase == Phase.PrimaryStopped)
-            {
-                _phase = Phase.InCheckpoint;
-            }
+            _cycle.StatusAnswered((await primary.QueryStatusAsync(stopping).ConfigureAwait(false)).Status);
         }
         catch (QmpException)
         {
-            // MIGRATION_PASS may still tell us.
+            // MIGRATION_PASS or the secondary's STOP may still tell us.
         }
     }
 
@@ -520,14 +469,15 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
         return (ours, chardev is not null && !ours && chardev.Filename.Contains("<->", StringComparison.Ordinal));
     }
 
-    private void Flush(string kind)
+    private void Flush(CheckpointFlush? flush)
     {
-        _flushed = true;
-        bool requested = _requested;
-        _requested = false;
-        Interlocked.Increment(ref _checkpointsObserved);
+        if (flush is not CheckpointFlush (bool requested, string kind, long stoppedAt))
+        {
+            return;
+        }
+
         string what = (requested ? "requested, " : "periodic, ") + kind;
-        TimeSpan stopped = Stopwatch.GetElapsedTime(_stoppedAt);
+        TimeSpan stopped = Stopwatch.GetElapsedTime(stoppedAt);
         foreach (ComparedNic nic in _nics)
         {
             nic.CheckpointCompleted(what, stopped.TotalMilliseconds);
