@@ -29,9 +29,11 @@ internal sealed class CheckpointCoordinator : ICheckpointRequester, IAsyncDispos
     private readonly List<ComparedNic> _nics = [];
     private readonly List<Task> _loops = [];
     private readonly List<(ComparedNic Nic, RedirectorRestore Restore, string OutdevLocal, TaskCompletionSource? Done, CancellationToken Abandon)> _pendingRestores = [];
+    private readonly CheckpointCycle _cycle = new(10 * Stopwatch.Frequency);
     private QmpClient? _primary;
     private QmpClient? _secondary;
-    private readonly CheckpointCycle _cycle = new(10 * Stopwatch.Frequency);
+
+    // The cycle's FailedOver, for the control socket's thread.
     private volatile bool _failedOver;
 
     private readonly Queue<(DateTimeOffset At, bool Requested, string Flushed, double Milliseconds)> _recent = new();
