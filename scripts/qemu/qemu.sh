@@ -57,14 +57,22 @@ mirror() {
   local m
   m="$(grep -hoE '(URIs:|deb)[[:space:]]+https?://[^[:space:]]+/debian/?([[:space:]]|$)' \
         /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk '{ print $2 }' | head -n 1)"
+        | awk '{ print $2 }' | sed -n 1p || true)"
   echo "${m:-http://deb.debian.org/debian}"
 }
 
 # needs_workaround COMMAND...: whether that QEMU deadlocks at a COLO checkpoint under TCG (before 11.0).
+# version_of COMMAND...: the x.y.z that COMMAND --version prints (read whole: no pipe for QEMU to break).
+version_of() {
+  local out
+  out="$("$@" --version)"
+  out="${out%%$'\n'*}"
+  echo "$out" | sed -E 's/.*version ([0-9.]+).*/\1/'
+}
+
 needs_workaround() {
   local v
-  v="$("$@" --version | head -n 1 | sed -E 's/.*version ([0-9.]+).*/\1/')"
+  v="$(version_of "$@")"
   [ "$(printf '11.0\n%s\n' "$v" | sort -V | head -n 1)" != 11.0 ]
 }
 
@@ -99,8 +107,10 @@ host_binary() {
   if [ "$version" = 7.2 ]; then
     b="$(command -v qemu-system-x86_64)" || die "qemu-system-x86_64 is not installed (scripts/install-deps.sh)"
     b="$(readlink -f "$b")"
-    "$b" --version | head -n 1 | grep -q 'version 7\.2\.' \
-      || die "QEMU_VERSION=7.2 but $b is $("$b" --version | head -n 1); give its path in QEMU_VERSION instead"
+    case "$("$b" --version)" in
+      *"version 7.2."*) ;;
+      *) die "QEMU_VERSION=7.2 but $b is $("$b" --version | sed -n 1p); give its path in QEMU_VERSION instead" ;;
+    esac
   else
     b="$(readlink -f "$version")"
     [ -x "$b" ] || die "QEMU_VERSION=$version is not an executable"
@@ -223,7 +233,7 @@ case "$version" in
     case "$command" in
       binary) host_binary ;;
       colo-tcg) host_colo_tcg ;;
-      version) "$(host_binary)" --version | head -n 1 | sed -E 's/.*version ([0-9.]+).*/\1/' ;;
+      version) version_of "$(host_binary)" ;;
       root) echo / ;;
       update) host_binary > /dev/null ;;
       *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
@@ -233,7 +243,7 @@ case "$version" in
     case "$command" in
       binary) ensure_root; echo "$dir/bin/qemu-system-x86_64" ;;
       colo-tcg) ensure_root; echo "$dir/bin/qemu-system-x86_64-colo-tcg" ;;
-      version) ensure_root; "$dir/bin/qemu-system-x86_64" --version | head -n 1 | sed -E 's/.*version ([0-9.]+).*/\1/' ;;
+      version) ensure_root; version_of "$dir/bin/qemu-system-x86_64" ;;
       root) ensure_root; echo "$root" ;;
       update) ensure_root update ;;
       *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
