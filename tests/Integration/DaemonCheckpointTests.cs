@@ -28,10 +28,21 @@ public sealed class DaemonCheckpointTests : IDisposable
         new FrameBuilder().SourceMac(mac).Ipv4("10.0.0.10", "10.0.0.1").Udp(port, 40000, Encoding.ASCII.GetBytes(payload)).Build();
 
     [Fact]
-    public async Task Queued_packets_leave_at_the_secondarys_RESUME_never_at_STOP_or_MIGRATION_PASS()
+    public Task Queued_packets_leave_at_the_secondarys_RESUME_never_at_STOP_or_MIGRATION_PASS() =>
+        // The checkpoint as QEMU 7.2 reports it: secondary STOP, primary STOP, MIGRATION_PASS, secondary RESUME, primary RESUME.
+        CheckpointReleasesAtTheSecondarysResumeAsync(migrationPass: true, status: "colo");
+
+    [Fact]
+    public Task A_checkpoint_without_MIGRATION_PASS_over_before_query_status_answers_is_still_seen_as_qemu_11_reports_it() =>
+        // QEMU 11.1.3's checkpoint: secondary STOP, primary STOP, secondary RESUME, primary RESUME, a few ms in all.
+        CheckpointReleasesAtTheSecondarysResumeAsync(migrationPass: false, status: "running");
+
+    /// <summary>A request, then one checkpoint as the monitors report it: released at the secondary's RESUME, not before.</summary>
+    private async Task CheckpointReleasesAtTheSecondarysResumeAsync(bool migrationPass, string status)
     {
         await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
         await using ScriptedQmpServer secondary = ScriptedQmpServer.Start(Path.Combine(_directory, "s.qmp"));
+        primary.Status = status;
         await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address, "--secondary-qmp", secondary.Address]), Token);
         await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
         await secondary.WaitForClientAsync(TimeSpan.FromSeconds(10));
@@ -43,36 +54,18 @@ public sealed class DaemonCheckpointTests : IDisposable
         Assert.Contains("query-migrate-parameters", primary.Commands);
         Assert.Contains("migrate-set-parameters", primary.Commands);
 
-        // The checkpoint as QEMU 7.2 reports it: secondary STOP, primary STOP, MIGRATION_PASS, secondary RESUME, primary RESUME.
         await secondary.SendEventAsync("STOP");
+        if (!migrationPass)
+        {
+            await Task.Delay(100, Token); // the secondary's STOP is read first, as on a real pair
+        }
+
         await primary.SendEventAsync("STOP");
-        await primary.SendEventAsync("MIGRATION_PASS", """{"pass": 1}""");
-        Assert.False(await rig.AnythingReleasedAsync(0.5), "released before the secondary held the new state");
-        await secondary.SendEventAsync("RESUME");
-        Assert.Equal([Convert.ToHexString(held)], await rig.ReadReleasedAsync(1));
-        await primary.SendEventAsync("RESUME");
-        await rig.Daemon.WaitForLineAsync("checkpoint completed (requested, at the secondary's RESUME)", TimeSpan.FromSeconds(5));
-    }
+        if (migrationPass)
+        {
+            await primary.SendEventAsync("MIGRATION_PASS", """{"pass": 1}""");
+        }
 
-    [Fact]
-    public async Task A_checkpoint_without_MIGRATION_PASS_over_before_query_status_answers_is_still_seen_as_qemu_11_reports_it()
-    {
-        await using ScriptedQmpServer primary = ScriptedQmpServer.Start(Path.Combine(_directory, "p.qmp"));
-        await using ScriptedQmpServer secondary = ScriptedQmpServer.Start(Path.Combine(_directory, "s.qmp"));
-        primary.Status = "running";
-        await using DaemonRig rig = await DaemonRig.StartAsync(vnet: false, notify: false, ports => DaemonRig.PlainSyntax(ports.Primary, ports.Secondary, ports.Outdev, 0, ["--qmp", primary.Address, "--secondary-qmp", secondary.Address]), Token);
-        await primary.WaitForClientAsync(TimeSpan.FromSeconds(10));
-        await secondary.WaitForClientAsync(TimeSpan.FromSeconds(10));
-
-        byte[] held = Udp("primary");
-        await rig.SendPrimaryAsync(held);
-        await rig.SendSecondaryAsync(Udp("second!", mac: 2));
-        await rig.Daemon.WaitForLineAsync("checkpoint requested over QMP", TimeSpan.FromSeconds(10));
-
-        // QEMU 11.1.3's checkpoint: secondary STOP, primary STOP, secondary RESUME, primary RESUME, a few ms in all.
-        await secondary.SendEventAsync("STOP");
-        await Task.Delay(100, Token);
-        await primary.SendEventAsync("STOP");
         Assert.False(await rig.AnythingReleasedAsync(0.5), "released before the secondary held the new state");
         await secondary.SendEventAsync("RESUME");
         Assert.Equal([Convert.ToHexString(held)], await rig.ReadReleasedAsync(1));

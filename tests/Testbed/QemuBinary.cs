@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
@@ -53,10 +52,7 @@ public static partial class QemuBinary
 
     private static Version ReadVersion()
     {
-        var info = new ProcessStartInfo(Path, "--version") { RedirectStandardOutput = true, RedirectStandardError = true };
-        using Process process = Process.Start(info) ?? throw new InvalidOperationException(Path + " did not start");
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
+        string output = ExternalProcess.RunCheckedAsync(Path, ["--version"], TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
         Match match = VersionPattern().Match(output);
         return match.Success
             ? new Version(int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture), int.Parse(match.Groups[3].Value, CultureInfo.InvariantCulture))
