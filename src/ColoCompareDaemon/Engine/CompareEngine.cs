@@ -20,7 +20,8 @@ public sealed partial class CompareEngine
     private readonly List<Flow> _flowList = [];
     private readonly Stack<Flow> _spareFlows = new();
     private readonly QueueArrayPool _queueArrays = new();
-    private const int MaxSpareFlows = 4096;
+    private const int KeptSpareFlows = 4096;
+    private int _fewestSpareFlows;
     private long _nextEvictionMs;
     private readonly List<(long LastActivityMs, Flow Flow)> _evictionCandidates = [];
     private Flow? _lastFlow;
@@ -250,6 +251,7 @@ public sealed partial class CompareEngine
             }
         }
 
+        TrimSpareFlows();
         if (reason is CheckpointReason found)
         {
             RequestCheckpoint(found, reasonFlow!);
@@ -558,9 +560,11 @@ public sealed partial class CompareEngine
                 }
 
                 flow = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow(_queueArrays);
+                _fewestSpareFlows = Math.Min(_fewestSpareFlows, _spareFlows.Count);
                 flow.Start(id, nowMs);
                 flow.Index = _flowList.Count;
                 _flowList.Add(flow);
+                GrowFlowTable();
                 _flows.Add(id, flow);
                 Counters.Flows++;
             }
@@ -601,9 +605,8 @@ public sealed partial class CompareEngine
             _lastFlow = null;
         }
 
-        if (_spareFlows.Count < MaxSpareFlows)
+        if (_spareFlows.Count < SpareFlowRoom)
         {
-            // Enough for the churn of new flows at any rate; after a peak of 200,000 flows the rest go to the GC.
             _spareFlows.Push(flow);
         }
 
@@ -619,6 +622,47 @@ public sealed partial class CompareEngine
     internal const long FlowCostBytes = 640;
 
     private long FlowStateBytes => _flowList.Count * FlowCostBytes;
+
+    /// <summary>Forgotten flows kept for reuse (for tests).</summary>
+    internal int SpareFlowCount => _spareFlows.Count;
+
+    /// <summary>
+    /// How many forgotten flows are kept for reuse: as many as the budget lets the table hold, less those it holds, so
+    /// that tracked and spare flows together never outnumber the largest table the budget allows (and never fewer
+    /// than <see cref="KeptSpareFlows"/>, enough for the churn of new flows at any rate). A flow that is forgotten is
+    /// then reused, not left as garbage: the table's memory no longer depends on when the GC runs. Spares that were not
+    /// needed for a whole scan cycle are let go gradually (<see cref="TrimSpareFlows"/>).
+    /// </summary>
+    private long SpareFlowRoom => Math.Max(KeptSpareFlows, _options.QueueBudgetBytes / FlowCostBytes - _flowList.Count);
+
+    /// <summary>
+    /// Before the table fills, it grows to twice its size, but never past the most flows the budget allows: the
+    /// dictionary's own doubling would overshoot that by up to half again (15 MB of entries where 10 MB are all it can
+    /// use with the default budget), and each array it outgrows is garbage for a full GC.
+    /// </summary>
+    private void GrowFlowTable()
+    {
+        if (_flows.Count == _flows.Capacity)
+        {
+            long most = _options.QueueBudgetBytes / FlowCostBytes;
+            _flows.EnsureCapacity((int)Math.Clamp(2L * _flows.Count, _flows.Count + 1, Math.Max(most, _flows.Count + 1)));
+        }
+    }
+
+    /// <summary>
+    /// Once per scan: half of the spare flows above <see cref="KeptSpareFlows"/> that no new flow took since the last
+    /// scan go to the GC. After a peak of 200,000 flows the spares shrink back within a dozen cycles, a little at a time.
+    /// </summary>
+    private void TrimSpareFlows()
+    {
+        int unused = Math.Min(_fewestSpareFlows, _spareFlows.Count) - KeptSpareFlows;
+        for (int i = 0; i < (unused + 1) / 2; i++)
+        {
+            _spareFlows.Pop();
+        }
+
+        _fewestSpareFlows = _spareFlows.Count;
+    }
 
     /// <summary>What a queued frame holds in memory: its pooled buffer and its queue slot.</summary>
     private static int Held(ChardevFrame frame) => frame.Capacity + QueueSlotBytes;
@@ -659,7 +703,7 @@ public sealed partial class CompareEngine
         idle.Sort((a, b) => a.LastActivityMs.CompareTo(b.LastActivityMs));
         // At most as many as the spare stack takes back, so that the flows about to be created reuse them instead of
         // leaving the evicted ones as garbage for a full GC (that garbage, not the table, was most of the RSS).
-        int evict = Math.Min(MaxSpareFlows - _spareFlows.Count, Math.Max(1, idle.Count / 2));
+        int evict = (int)Math.Min(SpareFlowRoom - _spareFlows.Count, Math.Max(1, idle.Count / 2));
         evict = Math.Max(evict, 1);
         for (int i = 0; i < evict; i++)
         {

@@ -99,4 +99,44 @@ public class FlowStateTests
         Assert.True(c.QueuedBytes > 0);
         h.AssertAccounting();
     }
+
+    [Fact]
+    public void Forgotten_flows_are_reused_with_fresh_state_and_unused_spares_are_let_go()
+    {
+        var h = new EngineHarness(new CompareOptions { ExpiredScanCycleMs = 100 });
+        for (int port = 1; port <= 20_000; port++)
+        {
+            h.P(Frames.Udp("same", sourcePort: (ushort)port));
+            h.S(Frames.Udp("same", sourcePort: (ushort)port, mac: 2));
+        }
+
+        Assert.Equal(20_000, h.Counters.Flows);
+        h.Advance(200, step: 100);
+        // Every matched datagram flow is forgotten within a scan, and kept for reuse: the default budget has room.
+        Assert.Equal(0, h.Counters.Flows);
+        Assert.Equal(20_000, h.Engine.SpareFlowCount);
+        Assert.True(h.Engine.SpareFlowCount <= new CompareOptions().QueueBudgetBytes / CompareEngine.FlowCostBytes);
+
+        for (int port = 30_001; port <= 35_000; port++)
+        {
+            h.P(Frames.Udp("again", sourcePort: (ushort)port));
+            h.S(Frames.Udp("again", sourcePort: (ushort)port, mac: 2));
+        }
+
+        // The new flows took spares instead of new objects, and compared from a clean slate.
+        Assert.Equal(15_000, h.Engine.SpareFlowCount);
+        Assert.Equal(25_000, h.Released.Count);
+        Assert.All(h.ReleaseReasons, r => Assert.Equal(ReleaseReason.Matched, r));
+        Assert.Empty(h.Requests);
+        h.P(Frames.Udp("one", sourcePort: 35_001));
+        h.S(Frames.Udp("two", sourcePort: 35_001, mac: 2));
+        Assert.Equal(CheckpointReason.Mismatch, Assert.Single(h.Requests).Reason);
+
+        // Spares that no new flow takes shrink back, half of the surplus per scan, to the floor kept for churn.
+        h.CheckpointCompleted();
+        h.Advance(6000, step: 100);
+        Assert.Equal(0, h.Counters.Flows);
+        Assert.Equal(4096, h.Engine.SpareFlowCount);
+        h.AssertAccounting();
+    }
 }
