@@ -1,4 +1,5 @@
 using ColoChardev.ChardevProtocol.Endpoints;
+using ColoChardev.Daemon.Configuration;
 
 namespace ColoChardev.Daemon;
 
@@ -22,8 +23,8 @@ public static class Program
     {
         // Before any socket exists (.NET reads it once, when the first socket operation starts its epoll engine).
         // Our continuations never block: the readers run the engine under a short lock and hand released frames to the
-        // outdev writer, which continues in place. Completing inline saves two thread hand-offs per batch: issue 7
-        // measured 16-19 % less CPU per frame and a ~30 % lower median latency. An operator's own setting wins.
+        // outdev writer, which continues in place. Completing inline saves two thread hand-offs per batch: 16-19 %
+        // less CPU per frame and a ~30 % lower median latency (docs/performance.md). An operator's own setting wins.
         if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null)
         {
             Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
@@ -78,9 +79,9 @@ public static class Program
             return await Tools.QmpTool.RunAsync(args.Skip(1).ToArray(), output, error, cancellationToken).ConfigureAwait(false);
         }
 
-        if (Hosting.CommandLine.IsDaemonCommandLine(args))
+        if (CommandLine.IsDaemonCommandLine(args))
         {
-            if (!Hosting.CommandLine.TryParse(args, out Hosting.DaemonConfiguration? configuration, out string? problem))
+            if (!CommandLine.TryParse(args, out DaemonConfiguration? configuration, out string? problem))
             {
                 error.WriteLine($"colo-compare: {problem}");
                 return ExitUsage;

@@ -7,7 +7,7 @@ namespace ColoChardev.ChardevProtocol.Endpoints;
 /// A parsed QEMU <c>-chardev socket</c> option string. Accepted forms:
 /// <list type="bullet">
 /// <item><c>socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=SECONDS]</c></item>
-/// <item><c>socket,id=ID,path=/p[,server=on|off][,wait=on|off][,abstract=on][,tight=on]</c></item>
+/// <item><c>socket,id=ID,path=/p[,server=on|off][,wait=on|off][,abstract=on][,tight=on]</c> (abstract names are always tight: <c>tight=off</c> is refused)</item>
 /// <item>the legacy <c>tcp:H:P[,server][,nowait]</c> and <c>unix:/path[,server][,nowait]</c></item>
 /// </list>
 /// Booleans take QEMU's spellings: on/off, yes/no, true/false, y/n, a bare flag (<c>server</c>) and the
@@ -51,9 +51,6 @@ public sealed record ChardevSocketSpec
 
     /// <summary>Unix socket in the abstract namespace (<c>abstract=on</c>).</summary>
     public bool Abstract { get; private init; }
-
-    /// <summary>Abstract address without trailing zero padding (<c>tight</c>, QEMU's default on).</summary>
-    public bool Tight { get; private init; } = true;
 
     /// <summary>Listen and accept (server=on) rather than connect.</summary>
     public bool Server { get; private init; }
@@ -158,7 +155,7 @@ public sealed record ChardevSocketSpec
         return Build(text, options, out spec, out error);
     }
 
-    /// <summary>Splits on commas, with QEMU's <c>,,</c> escape for a literal comma.</summary>
+    /// <summary>Splits on commas, with QEMU's <c>,,</c> escape for a literal comma (<see cref="QemuOpts.Split"/>); no item may be empty.</summary>
     private static bool Tokenize(string text, out List<string> tokens, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
         tokens = [];
@@ -169,35 +166,11 @@ public sealed record ChardevSocketSpec
             return false;
         }
 
-        var current = new StringBuilder();
-        for (int i = 0; i < text.Length; i++)
+        tokens = QemuOpts.Split(text);
+        if (tokens.Any(t => t.Length == 0))
         {
-            char c = text[i];
-            if (c == ',')
-            {
-                if (i + 1 < text.Length && text[i + 1] == ',')
-                {
-                    current.Append(',');
-                    i++;
-                    continue;
-                }
-
-                tokens.Add(current.ToString());
-                current.Clear();
-                continue;
-            }
-
-            current.Append(c);
-        }
-
-        tokens.Add(current.ToString());
-        for (int i = 0; i < tokens.Count; i++)
-        {
-            if (tokens[i].Length == 0)
-            {
-                error = $"empty option in chardev spec '{text}'";
-                return false;
-            }
+            error = $"empty option in chardev spec '{text}'";
+            return false;
         }
 
         return true;
@@ -294,20 +267,8 @@ public sealed record ChardevSocketSpec
 
     private static bool TryParseBool(string key, string value, string text, out bool result, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
-        error = null;
-        switch (value)
-        {
-            case "on" or "yes" or "true" or "y":
-                result = true;
-                return true;
-            case "off" or "no" or "false" or "n":
-                result = false;
-                return true;
-            default:
-                result = false;
-                error = $"chardev option '{key}={value}' in '{text}' is not a boolean (use on/off, yes/no or true/false)";
-                return false;
-        }
+        error = QemuOpts.TryParseBoolean(value, out result) ? null : $"chardev option '{key}={value}' in '{text}' is not a boolean (use {QemuOpts.BooleanSpellings})";
+        return error is null;
     }
 
     private static bool Build(string text, Dictionary<string, string?> options, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ChardevSocketSpec? spec, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
@@ -509,7 +470,6 @@ public sealed record ChardevSocketSpec
             Transport = ChardevTransport.Unix,
             Path = path,
             Abstract = isAbstract,
-            Tight = flags.GetValueOrDefault("tight", true),
             Server = server,
             Wait = server && flags.GetValueOrDefault("wait", true),
             Reconnect = reconnect,

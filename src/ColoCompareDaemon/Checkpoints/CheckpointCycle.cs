@@ -12,15 +12,15 @@ internal readonly record struct CheckpointFlush(bool Requested, string Where, lo
 /// sends nothing else, and its checkpoints can be over before query-status answers), MIGRATION_PASS follows (7.2 to
 /// 10.x), or query-status says <c>colo</c>. A confirmed checkpoint flushes once, at the secondary's RESUME (it then
 /// holds the new state), else at the primary's; never at STOP or MIGRATION_PASS. An unconfirmed STOP/RESUME (an
-/// operator's stop and cont) flushes nothing. Checkpoint requests: one outstanding until a flush, or until it is
-/// <see cref="RequestLifetime"/> old (a request QEMU never acted on is sent again). After COLO_EXIT nothing is asked.
+/// operator's stop and cont) flushes nothing. A flush says whether a request of ours was outstanding (else the
+/// checkpoint was periodic); whether a request goes out is not decided here (the engine coalesces, QEMU folds
+/// back-to-back requests into one checkpoint). After COLO_EXIT the pair has failed over.
 /// </summary>
-internal sealed class CheckpointCycle(long requestLifetime)
+internal sealed class CheckpointCycle
 {
     private Phase _phase;
     private bool _secondaryStopped;
     private bool _requested;
-    private long _requestedAt;
     private long _stoppedAt;
 
     private enum Phase
@@ -38,24 +38,14 @@ internal sealed class CheckpointCycle(long requestLifetime)
         Flushed,
     }
 
-    /// <summary>How long a request stays outstanding without a checkpoint (the caller's time unit).</summary>
-    public long RequestLifetime { get; } = requestLifetime;
-
     /// <summary>Whether COLO_EXIT was seen: the pair failed over, and no checkpoint is asked for again.</summary>
     public bool FailedOver { get; private set; }
 
     /// <summary>Whether a primary STOP is waiting for query-status to say whether it is a checkpoint.</summary>
     public bool AwaitingStatus => _phase == Phase.Stopped;
 
-    /// <summary>Whether a request should go to QEMU now (false: one is outstanding, or COLO is over).</summary>
-    public bool ShouldRequest(long now) => !FailedOver && !(_requested && now - _requestedAt < RequestLifetime);
-
-    /// <summary>A request was sent.</summary>
-    public void RequestSent(long now)
-    {
-        _requested = true;
-        _requestedAt = now;
-    }
+    /// <summary>A request was sent: the next flush was asked for.</summary>
+    public void RequestSent() => _requested = true;
 
     /// <summary>The primary stopped. True when it needs query-status to tell (<see cref="StatusAnswered"/>).</summary>
     public bool PrimaryStopped(long now)

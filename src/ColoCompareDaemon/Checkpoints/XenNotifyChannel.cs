@@ -1,7 +1,9 @@
 using System.Text;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
-using ColoChardev.Daemon.Hosting;
+using ColoChardev.ChardevProtocol.Packets;
+using ColoChardev.Daemon.Diagnostics;
+using ColoChardev.Daemon.Engine;
 using Microsoft.Extensions.Logging;
 
 namespace ColoChardev.Daemon.Checkpoints;
@@ -10,9 +12,9 @@ namespace ColoChardev.Daemon.Checkpoints;
 /// Xen COLO's <c>notify_dev</c> protocol (spec §1.6), with QEMU's framing quirks: what we read carries the
 /// <c>vnet_hdr_len</c> word when vnet_hdr_support is on, what we write never does.
 /// In: <c>COLO_USERSPACE_PROXY_INIT</c> (answered with <c>COLO_COMPARE_GET_XEN_INIT</c>) and <c>COLO_CHECKPOINT</c>
-/// (flush). Out: <c>DO_CHECKPOINT</c>. Payloads match by exact length and bytes.
+/// (flush). Out: <c>DO_CHECKPOINT</c>. Payloads match by exact length and bytes. One per NIC that has notify_dev.
 /// </summary>
-internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint, ILogger logger) : IDisposable
+internal sealed class XenNotifyChannel(ICheckpointTarget nic, ChardevEndpoint endpoint, ILogger logger) : ICheckpointChannel, IDisposable
 {
     private static readonly byte[] ProxyInit = "COLO_USERSPACE_PROXY_INIT"u8.ToArray();
     private static readonly byte[] Checkpoint = "COLO_CHECKPOINT"u8.ToArray();
@@ -31,7 +33,7 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
     /// asked for it is held until a checkpoint anyway). QEMU's colo-compare writes it into a disconnected chardev,
     /// where it is lost.
     /// </summary>
-    public bool RequestCheckpoint()
+    public bool Request(CheckpointReason reason, FlowKey flow)
     {
         Peer? peer = Volatile.Read(ref _peer);
         if (peer is null)
@@ -117,7 +119,7 @@ internal sealed class XenNotifyChannel(ComparedNic nic, ChardevEndpoint endpoint
         }
         else if (payload.SequenceEqual(Checkpoint))
         {
-            nic.CheckpointCompleted("COLO_CHECKPOINT on notify_dev");
+            nic.CheckpointCompleted(new CheckpointCompletion("COLO_CHECKPOINT on notify_dev"));
         }
         else
         {

@@ -1,3 +1,4 @@
+using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.ChardevProtocol.Packets;
 
 namespace ColoChardev.Daemon.Engine;
@@ -5,6 +6,34 @@ namespace ColoChardev.Daemon.Engine;
 /// <summary>TCP: payload bytes compared by sequence number (QEMU commit f449c9e549, spec §2.5), alignment checked.</summary>
 public sealed partial class CompareEngine
 {
+    /// <summary>
+    /// A secondary TCP segment arrived: its control bits and ACK are noted. Segments with nothing to compare (no
+    /// payload, or bytes already compared) are dropped at once (QEMU queues them, and fully compared ones linger until
+    /// they time out into a spurious checkpoint); false then. True when the segment is to be queued.
+    /// </summary>
+    private bool SecondaryTcpArrived(Flow flow, ChardevFrame frame, in ParsedPacket packet)
+    {
+        NoteClose(flow, packet.TcpFlags, PacketSide.Secondary);
+        flow.SecondaryControl |= packet.TcpFlags & (TcpControlBits.Syn | TcpControlBits.Fin | TcpControlBits.Rst);
+        if ((packet.TcpFlags & TcpControlBits.Ack) != 0)
+        {
+            flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, packet.TcpAck) : packet.TcpAck;
+            flow.HasSecondaryAck = true;
+        }
+
+        DropReason? nothingToCompare = packet.PayloadLength == 0 ? DropReason.ZeroPayload
+            : flow.HasComparedSeq && SeqNumber.LessOrEqual(packet.TcpSeq + (uint)packet.PayloadLength, flow.ComparedSeq) ? DropReason.AlreadyCompared
+            : null;
+        if (nothingToCompare is DropReason reason)
+        {
+            Drop(frame, PacketSide.Secondary, reason);
+            Process(flow);
+            return false;
+        }
+
+        return true;
+    }
+
     /// <summary>
     /// Walks the flow's primary segments in sequence order against the secondary's, releasing what is proven.
     /// Differences from QEMU 7.2: segments are compared only where both sides cover the same sequence position

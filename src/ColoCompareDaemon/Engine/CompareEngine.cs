@@ -30,6 +30,9 @@ public sealed partial class CompareEngine
     private long _lastScanMs;
     private bool _scanned;
     private bool _checkpointOutstanding;
+
+    // Why frames pass uncompared (Failover or Shutdown); null while comparing.
+    private ReleaseReason? _passThrough;
     private long _checkpointRequestedMs;
 
     public CompareEngine(CompareOptions options, ICompareActions actions)
@@ -89,7 +92,10 @@ public sealed partial class CompareEngine
     }
 
     /// <summary>True after <see cref="OnFailover"/>: every primary frame passes straight through.</summary>
-    public bool IsFailedOver { get; private set; }
+    public bool IsFailedOver => _passThrough == ReleaseReason.Failover;
+
+    /// <summary>True after <see cref="OnFailover"/> or <see cref="OnShutdown"/>: nothing is compared any more.</summary>
+    public bool IsPassingThrough => _passThrough is not null;
 
     /// <summary>True while a checkpoint request has been made and no checkpoint has completed since.</summary>
     public bool CheckpointOutstanding => _checkpointOutstanding;
@@ -99,9 +105,9 @@ public sealed partial class CompareEngine
     {
         _nowMs = nowMs;
         Counters.PrimaryAccepted++;
-        if (IsFailedOver)
+        if (_passThrough is ReleaseReason passing)
         {
-            Release(frame, ReleaseReason.Failover);
+            Release(frame, passing);
             return;
         }
 
@@ -139,9 +145,9 @@ public sealed partial class CompareEngine
     {
         _nowMs = nowMs;
         Counters.SecondaryAccepted++;
-        if (IsFailedOver)
+        if (_passThrough is ReleaseReason passing)
         {
-            Drop(frame, PacketSide.Secondary, DropReason.Failover);
+            Drop(frame, PacketSide.Secondary, passing == ReleaseReason.Failover ? DropReason.Failover : DropReason.Shutdown);
             return;
         }
 
@@ -157,31 +163,9 @@ public sealed partial class CompareEngine
         }
 
         flow.LastSecondaryOrder = _order++;
-        if (protocol == CompareProtocol.Tcp)
+        if (protocol == CompareProtocol.Tcp && !SecondaryTcpArrived(flow, frame, packet))
         {
-            NoteClose(flow, packet.TcpFlags, PacketSide.Secondary);
-            flow.SecondaryControl |= packet.TcpFlags & (TcpControlBits.Syn | TcpControlBits.Fin | TcpControlBits.Rst);
-            if ((packet.TcpFlags & TcpControlBits.Ack) != 0)
-            {
-                flow.SecondaryAck = flow.HasSecondaryAck ? SeqNumber.Max(flow.SecondaryAck, packet.TcpAck) : packet.TcpAck;
-                flow.HasSecondaryAck = true;
-            }
-
-            // Nothing to compare in these: note the ACK and the arrival above, then let them go at once (QEMU queues
-            // them, and fully compared ones linger until they time out into a spurious checkpoint).
-            if (packet.PayloadLength == 0)
-            {
-                Drop(frame, PacketSide.Secondary, DropReason.ZeroPayload);
-                Process(flow);
-                return;
-            }
-
-            if (flow.HasComparedSeq && SeqNumber.LessOrEqual(packet.TcpSeq + (uint)packet.PayloadLength, flow.ComparedSeq))
-            {
-                Drop(frame, PacketSide.Secondary, DropReason.AlreadyCompared);
-                Process(flow);
-                return;
-            }
+            return;
         }
 
         if (!Admit(frame, PacketSide.Secondary, flow))
@@ -209,7 +193,7 @@ public sealed partial class CompareEngine
     public void OnTick(long nowMs)
     {
         _nowMs = nowMs;
-        if (IsFailedOver || (_scanned && nowMs - _lastScanMs < _options.ExpiredScanCycleMs))
+        if (_passThrough is not null || (_scanned && nowMs - _lastScanMs < _options.ExpiredScanCycleMs))
         {
             return;
         }
@@ -271,23 +255,19 @@ public sealed partial class CompareEngine
     }
 
     /// <summary>Failover: everything queued is released, and from now on primary frames pass straight through.</summary>
-    public void OnFailover(long nowMs)
-    {
-        _nowMs = nowMs;
-        Flush(ReleaseReason.Failover, DropReason.Failover);
-        IsFailedOver = true;
-        _checkpointOutstanding = false;
-    }
+    public void OnFailover(long nowMs) => PassThrough(ReleaseReason.Failover, DropReason.Failover, nowMs);
 
     /// <summary>
     /// The daemon is stopping: every queued primary frame is released (as QEMU does when a colo-compare object is
-    /// deleted), and any frame that still arrives passes straight through.
+    /// deleted), and any frame that still arrives passes straight through, counted as released at shutdown.
     /// </summary>
-    public void OnShutdown(long nowMs)
+    public void OnShutdown(long nowMs) => PassThrough(ReleaseReason.Shutdown, DropReason.Shutdown, nowMs);
+
+    private void PassThrough(ReleaseReason release, DropReason drop, long nowMs)
     {
         _nowMs = nowMs;
-        Flush(ReleaseReason.Shutdown, DropReason.Shutdown);
-        IsFailedOver = true;
+        Flush(release, drop);
+        _passThrough ??= release; // a shutdown after failover stays a failover
         _checkpointOutstanding = false;
     }
 

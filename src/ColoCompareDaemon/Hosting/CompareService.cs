@@ -1,4 +1,8 @@
 using ColoChardev.Daemon.Checkpoints;
+using ColoChardev.Daemon.Control;
+using ColoChardev.Daemon.Configuration;
+using ColoChardev.Daemon.Diagnostics;
+using ColoChardev.Daemon.Nic;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -6,7 +10,7 @@ namespace ColoChardev.Daemon.Hosting;
 
 /// <summary>
 /// The daemon as a hosted service: opens every NIC's endpoints when starting (the host reports ready to systemd once
-/// this returns), runs the checkpoint coordinator, logs a summary line now and then, and on SIGTERM/SIGINT releases
+/// this returns), runs the QMP checkpoint channel, logs a summary line now and then, and on SIGTERM/SIGINT releases
 /// every queued primary frame to outdev before exiting.
 /// </summary>
 internal sealed class CompareService(DaemonConfiguration configuration, ILoggerFactory loggers) : IHostedService, IAsyncDisposable
@@ -15,7 +19,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     private readonly ILogger _logger = loggers.CreateLogger("colo-compare");
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<ComparedNic> _nics = [];
-    private CheckpointCoordinator? _coordinator;
+    private QmpCheckpointChannel? _checkpoints;
     private Task _summary = Task.CompletedTask;
     private DaemonMetrics? _metrics;
     private Prometheus.MetricServer? _metricServer;
@@ -33,27 +37,22 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
     {
         try
         {
-            _coordinator = new CheckpointCoordinator(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
+            _checkpoints = new QmpCheckpointChannel(configuration.PrimaryQmp, configuration.SecondaryQmp, loggers);
             foreach (NicConfiguration nic in configuration.Nics)
             {
-                var compared = new ComparedNic(nic, _coordinator, configuration.Outdev, loggers, _events, configuration.Capture);
-                _nics.Add(compared);
-                if (nic.NotifyDev is null)
-                {
-                    _coordinator.Add(compared);
-                }
+                _nics.Add(new ComparedNic(nic, _checkpoints, configuration.Outdev, loggers, _events, configuration.Capture));
             }
 
             if (configuration.Metrics is MetricsEndpoint metrics)
             {
-                _metrics = new DaemonMetrics(_nics, _coordinator.CheckpointSeconds);
+                _metrics = new DaemonMetrics(_nics, _checkpoints.CheckpointSeconds);
                 _metricServer = MetricsExport.Start(metrics);
                 DaemonLog.MetricsListening(_logger, metrics.Url);
             }
 
             if (configuration.ControlPath is string path)
             {
-                _control = new ControlServer(path, _nics, _coordinator, _events, _logger);
+                _control = new ControlServer(path, _nics, _checkpoints, _events, _logger);
                 DaemonLog.ControlListening(_logger, path);
             }
 
@@ -70,7 +69,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (_coordinator is null)
+        if (_checkpoints is null)
         {
             Open();
         }
@@ -80,7 +79,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
             nic.Start(_stopping.Token);
         }
 
-        _coordinator!.Start(_stopping.Token);
+        _checkpoints!.Start(_stopping.Token);
         _control?.Start();
         if (configuration.SummaryInterval > TimeSpan.Zero)
         {
@@ -100,7 +99,7 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        long written = _nics.Sum(n => n.OutdevWritten);
+        long written = _nics.Sum(n => n.Outdev.Written);
         DaemonLog.Stopped(_logger, released, written);
         foreach (ComparedNic nic in _nics)
         {
@@ -134,9 +133,9 @@ internal sealed class CompareService(DaemonConfiguration configuration, ILoggerF
             await nic.DisposeAsync().ConfigureAwait(false);
         }
 
-        if (_coordinator is not null)
+        if (_checkpoints is not null)
         {
-            await _coordinator.DisposeAsync().ConfigureAwait(false);
+            await _checkpoints.DisposeAsync().ConfigureAwait(false);
         }
 
         try

@@ -1,7 +1,9 @@
+using ColoChardev.Daemon.Control;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using ColoChardev.Daemon.Configuration;
 
 namespace ColoChardev.Daemon.Hosting;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.Daemon.Engine;
+using ColoChardev.Daemon.Nic;
 
 namespace ColoChardev.Daemon.Hosting;
 
@@ -25,7 +26,7 @@ internal sealed class DaemonMetrics : IDisposable
     {
         _nics = nics;
         _meter.CreateObservableCounter("frames_in_total", () => Each(n => Sides(n.Counters.PrimaryAccepted, n.Counters.SecondaryAccepted)), "{frame}", "Frames read from primary_in and secondary_in.");
-        _meter.CreateObservableCounter("frames_out_total", () => Each(n => [(n.OutdevWritten, [])]), "{frame}", "Primary frames written to outdev.");
+        _meter.CreateObservableCounter("frames_out_total", () => Each(n => [(n.Outdev.Written, [])]), "{frame}", "Primary frames written to outdev.");
         _meter.CreateObservableCounter("frames_released_total", () => Each(n => ReleaseReasons.Select(r => (n.Counters.ReleasedBy(r), Tag("reason", r)))), "{frame}", "Primary frames released to outdev, by reason (Matched was compared; every other reason was released uncompared).");
         _meter.CreateObservableCounter("frames_dropped_total", () => Each(Dropped), "{frame}", "Frames dropped, by side and reason (secondary frames are dropped once matched: reason Matched).");
         _meter.CreateObservableCounter("mismatches_total", () => Each(n => Protocols.Select(p => (n.Counters.MismatchesBy(p), Tag("protocol", p)))), "{mismatch}", "Primary and secondary output that differed, by protocol.");
@@ -34,7 +35,7 @@ internal sealed class DaemonMetrics : IDisposable
         _meter.CreateObservableGauge("queued_frames", () => Each(n => Sides(n.Counters.PrimaryQueued, n.Counters.SecondaryQueued)), "{frame}", "Frames waiting for comparison now.");
         _meter.CreateObservableGauge("queued_bytes", () => Each(n => [(n.Counters.QueuedBytes, [])]), "By", "Bytes of the frames waiting for comparison now.");
         _meter.CreateObservableGauge("flows", () => Each(n => [(n.Counters.Flows, [])]), "{flow}", "Flows tracked now.");
-        _meter.CreateObservableGauge("outdev_backlog_bytes", () => Each(n => [(n.BacklogBytes, [])]), "By", "Released frames not yet written to outdev.");
+        _meter.CreateObservableGauge("outdev_backlog_bytes", () => Each(n => [(n.Outdev.BacklogBytes, [])]), "By", "Released frames not yet written to outdev.");
         _meter.CreateObservableCounter("outdev_pauses_total", () => Each(n => [(n.Outdev.Pauses, [])]), "{pause}", "Times reading primary_in and secondary_in was paused because outdev lagged by a full backlog (back-pressure).");
         _meter.CreateObservableCounter("outdev_paused_seconds_total", () => nics.Select(n => new Measurement<double>(n.Outdev.PausedMs / 1000.0, Tag("nic", n.Id))), "s", "Time the inputs spent paused by outdev back-pressure.");
         _meter.CreateObservableCounter("outdev_stalls_total", () => Each(n => [(n.Outdev.Stalls, [])]), "{stall}", "Times outdev took no bytes for --outdev-stall-ms while the inputs were paused (drops allowed until it takes bytes again).");
@@ -79,7 +80,7 @@ internal sealed class DaemonMetrics : IDisposable
             (nic.Outdev.DroppedBy(OutdevDropReason.Shutdown), [new("side", "primary"), new("reason", "OutdevShutdown")]),
         ]);
 
-    private static IEnumerable<(string Name, ChardevEndpoint Endpoint)> Endpoints(ComparedNic nic) => nic.Endpoints;
+    private static IEnumerable<(string Name, ChardevEndpoint Endpoint)> Endpoints(ComparedNic nic) => nic.Endpoints.All;
 
     private IEnumerable<Measurement<long>> Each(Func<ComparedNic, IEnumerable<(long Value, KeyValuePair<string, object?>[] Tags)>> read)
     {

@@ -1,5 +1,6 @@
 using System.Net;
 using Prometheus;
+using ColoChardev.Daemon.Configuration;
 
 namespace ColoChardev.Daemon.Hosting;
 

@@ -6,9 +6,10 @@ namespace ColoChardev.Qmp;
 /// <summary>
 /// Finds whole JSON messages in the received bytes. QEMU ends every message with CRLF, and a message may span
 /// several lines (<c>pretty=on</c>), so a parse is attempted only when a newline has arrived, and stops at the end
-/// of one JSON value. No line-length limit beyond the caller's maximum message size.
+/// of one JSON value. No line-length limit beyond the caller's maximum message size. Public for QMP servers too
+/// (the daemon's control socket frames its requests with it).
 /// </summary>
-internal static class QmpMessageReader
+public static class QmpMessageReader
 {
     /// <summary>
     /// Reads one message from the front of <paramref name="buffer"/> (advancing it) or returns false when the bytes

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace ColoChardev.Daemon.Hosting;
+namespace ColoChardev.Daemon.Diagnostics;
 
 /// <summary>
 /// Runs one of the daemon's long-lived loops and restarts it if it fails unexpectedly. A loop that died silently

@@ -1,6 +1,6 @@
-using ColoChardev.Daemon.Hosting;
+using ColoChardev.Daemon.Configuration;
 
-namespace ColoChardev.ColoCompareDaemon.Tests.Hosting;
+namespace ColoChardev.ColoCompareDaemon.Tests.Configuration;
 
 public class CommandLineTests
 {
@@ -48,6 +48,66 @@ public class CommandLineTests
         Assert.True(second.Compare.VnetHdrSupport);
         Assert.Equal("unix:/run/primary.qmp", c.PrimaryQmp);
         Assert.Equal("unix:/run/secondary.qmp", c.SecondaryQmp);
+    }
+
+    [Fact]
+    public void An_object_honours_qemus_double_comma_escape_as_chardev_specs_do()
+    {
+        DaemonConfiguration c = Parse(
+            "-chardev", "socket,id=p,,0,path=/run/p,,0.sock",
+            "-chardev", "socket,id=s,path=/run/s.sock,server=on,wait=off",
+            "-chardev", "socket,id=o,path=/run/o.sock",
+            "-object", "colo-compare,id=comp,,0,primary_in=p,,0,secondary_in=s,outdev=o");
+        NicConfiguration nic = Assert.Single(c.Nics);
+        Assert.Equal("comp,0", nic.Id);
+        Assert.Equal("p,0", nic.PrimaryIn.Id);
+        Assert.Equal("/run/p,0.sock", nic.PrimaryIn.Path);
+    }
+
+    [Theory]
+    [InlineData("on", true)]
+    [InlineData("yes", true)]
+    [InlineData("true", true)]
+    [InlineData("y", true)]
+    [InlineData("off", false)]
+    [InlineData("no", false)]
+    [InlineData("false", false)]
+    [InlineData("n", false)]
+    public void Every_boolean_spelling_works_for_object_properties_and_plain_options(string spelling, bool expected)
+    {
+        DaemonConfiguration c = Parse(
+            "-chardev", "socket,id=p,path=/run/p.sock", "-chardev", "socket,id=s,path=/run/s.sock", "-chardev", "socket,id=o,path=/run/o.sock",
+            "-object", "colo-compare,id=comp0,primary_in=p,secondary_in=s,outdev=o,vnet_hdr_support=" + spelling,
+            "--compare-ipv6", spelling, "--compare-vlan", spelling);
+        CompareOptionsAssert(c.Nics[0].Compare, expected);
+    }
+
+    [Fact]
+    public void A_property_given_twice_is_refused_even_with_the_same_value()
+    {
+        string error = Error(
+            "-chardev", "socket,id=p,path=/run/p.sock", "-chardev", "socket,id=s,path=/run/s.sock", "-chardev", "socket,id=o,path=/run/o.sock",
+            "-object", "colo-compare,id=comp0,primary_in=p,secondary_in=s,outdev=o,compare_timeout=5,compare_timeout=5");
+        Assert.Contains("property 'compare_timeout' is given twice", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Defaults_are_compare_options_own()
+    {
+        var defaults = new Daemon.Engine.CompareOptions();
+        NicConfiguration plain = Assert.Single(Parse("--primary-in", "unix:/run/p", "--secondary-in", "unix:/run/s", "--outdev", "unix:/run/o").Nics);
+        Assert.Equal(defaults, plain.Compare);
+        NicConfiguration qemu = Assert.Single(Parse(
+            "-chardev", "socket,id=p,path=/run/p.sock", "-chardev", "socket,id=s,path=/run/s.sock", "-chardev", "socket,id=o,path=/run/o.sock",
+            "-object", "colo-compare,id=comp0,primary_in=p,secondary_in=s,outdev=o").Nics);
+        Assert.Equal(defaults, qemu.Compare);
+    }
+
+    private static void CompareOptionsAssert(Daemon.Engine.CompareOptions options, bool expected)
+    {
+        Assert.Equal(expected, options.VnetHdrSupport);
+        Assert.Equal(expected, options.CompareIpv6);
+        Assert.Equal(expected, options.CompareVlan);
     }
 
     [Fact]

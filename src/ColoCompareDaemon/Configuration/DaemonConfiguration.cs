@@ -1,7 +1,7 @@
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.Daemon.Engine;
 
-namespace ColoChardev.Daemon.Hosting;
+namespace ColoChardev.Daemon.Configuration;
 
 /// <summary>One compared NIC: QEMU's <c>-object colo-compare</c> and its chardevs.</summary>
 public sealed record NicConfiguration(

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using ColoChardev.Daemon.Hosting;
+using ColoChardev.Daemon.Diagnostics;
 
-namespace ColoChardev.ColoCompareDaemon.Tests.Hosting;
+namespace ColoChardev.ColoCompareDaemon.Tests.Diagnostics;
 
 /// <summary>The control socket's event fan-out: QMP's shape, nothing built without listeners, a slow listener told what it lost.</summary>
 public class DaemonEventsTests

@@ -1,7 +1,7 @@
-using ColoChardev.Daemon.Hosting;
+using ColoChardev.Daemon.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace ColoChardev.ColoCompareDaemon.Tests.Hosting;
+namespace ColoChardev.ColoCompareDaemon.Tests.Diagnostics;
 
 public class SupervisedLoopTests
 {

@@ -1,7 +1,7 @@
 using ColoChardev.Daemon.Engine;
 using Microsoft.Extensions.Logging;
 
-namespace ColoChardev.Daemon.Hosting;
+namespace ColoChardev.Daemon.Diagnostics;
 
 /// <summary>Source-generated log messages of the daemon.</summary>
 internal static partial class DaemonLog

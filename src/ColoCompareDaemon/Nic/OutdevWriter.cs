@@ -2,9 +2,11 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.ChardevProtocol.Framing;
+using ColoChardev.Daemon.Configuration;
+using ColoChardev.Daemon.Diagnostics;
 using Microsoft.Extensions.Logging;
 
-namespace ColoChardev.Daemon.Hosting;
+namespace ColoChardev.Daemon.Nic;
 
 /// <summary>Why a released primary frame never reached outdev.</summary>
 public enum OutdevDropReason : byte
@@ -20,21 +22,6 @@ public enum OutdevDropReason : byte
 
     /// <summary>The daemon stopped with no outdev peer to take it.</summary>
     Shutdown,
-}
-
-/// <summary>How much outdev may lag, and for how long, before released frames are dropped.</summary>
-/// <param name="BacklogBytes">
-/// Released frames held for outdev. Reaching it pauses the reading of primary_in and secondary_in (back-pressure:
-/// QEMU's redirectors block and both guests slow down) until half of it is written.
-/// </param>
-/// <param name="StallMs">
-/// How long the inputs may stay paused while outdev takes no bytes at all (a peer that stopped reading, or none):
-/// then reading resumes and what does not fit in the backlog is dropped, counted, until outdev takes bytes again.
-/// </param>
-/// <param name="HoldMs">How long a released frame may wait while no outdev peer is connected; older ones are dropped.</param>
-public sealed record OutdevLimits(long BacklogBytes, long StallMs, long HoldMs)
-{
-    public static OutdevLimits Default { get; } = new(4L * 1024 * 1024, 1000, 2000);
 }
 
 /// <summary>
@@ -136,20 +123,12 @@ internal sealed class OutdevWriter : IDisposable
 
     public long DroppedBy(OutdevDropReason reason) => Interlocked.Read(ref _dropped[(int)reason]);
 
-    /// <summary>Every released frame that never reached outdev.</summary>
-    public long Dropped
-    {
-        get
-        {
-            long total = 0;
-            foreach (OutdevDropReason reason in Enum.GetValues<OutdevDropReason>())
-            {
-                total += DroppedBy(reason);
-            }
+    /// <summary>Released frames dropped before a write: the backlog was full while outdev stalled, or they expired waiting for a peer.</summary>
+    public long DroppedBeforeWrite => DroppedBy(OutdevDropReason.BacklogFull) + DroppedBy(OutdevDropReason.Expired);
 
-            return total;
-        }
-    }
+    /// <summary>Released frames in a write that failed, or still held when the daemon stopped without an outdev peer.</summary>
+    public long Lost => DroppedBy(OutdevDropReason.WriteFailed) + DroppedBy(OutdevDropReason.Shutdown);
+
 
     /// <summary>
     /// Whether a released frame of <paramref name="frameBytes"/> may join the backlog, given <paramref name="pendingBytes"/>

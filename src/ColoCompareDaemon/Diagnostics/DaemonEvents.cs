@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Text.Json;
 using System.Threading.Channels;
 
-namespace ColoChardev.Daemon.Hosting;
+namespace ColoChardev.Daemon.Diagnostics;
 
 /// <summary>
 /// The daemon's events, in QMP's shape (<c>{"event": NAME, "data": {...}, "timestamp": {"seconds", "microseconds"}}</c>),
