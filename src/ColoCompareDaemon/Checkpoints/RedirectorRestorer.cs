@@ -144,23 +144,23 @@ internal sealed class RedirectorRestorer(ILogger logger) : IAsyncDisposable
             string local = outdev.LocalAddress;
             (_, bool otherPeer) = await IndevPeerAsync(primary, indev, local, stopping).ConfigureAwait(false);
             await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+            string description = properties.ToJsonString();
+            DaemonLog.RedirectorRestored(logger, outdev.Nic, restore.Redirector, description);
 
             // Writing may start: nothing was written to this connection yet, so the new redirector reads it from its
             // first frame.
             done.TrySetResult();
-            bool again = local.Length > 0 ? otherPeer : await StaysUnreadAsync(outdev, stopping).ConfigureAwait(false);
             if (local.Length > 0 && otherPeer)
             {
                 await WaitUntilOursAsync(primary, indev, local, stopping).ConfigureAwait(false);
+                await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                DaemonLog.RedirectorRestoredAgain(logger, outdev.Nic, restore.Redirector, "QEMU still held the old outdev peer when it was first re-created");
             }
-
-            if (again)
+            else if (local.Length == 0 && await StaysUnreadAsync(outdev, stopping).ConfigureAwait(false))
             {
                 await RecreateAsync(primary, restore, properties, stopping).ConfigureAwait(false);
+                DaemonLog.RedirectorRestoredAgain(logger, outdev.Nic, restore.Redirector, "it read nothing of the new outdev connection for a second");
             }
-
-            string description = properties.ToJsonString();
-            DaemonLog.RedirectorRestored(logger, outdev.Nic, restore.Redirector, description);
         }
         catch (Exception e) when (e is QmpException or InvalidOperationException or FormatException)
         {

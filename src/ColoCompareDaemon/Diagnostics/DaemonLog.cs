@@ -66,6 +66,9 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 216, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': could not re-create filter-redirector '{Redirector}': {Error}. QEMU up to 10.2 will not read released traffic until it is re-created")]
     public static partial void RedirectorNotRestored(ILogger logger, string nic, string redirector, string error);
 
+    [LoggerMessage(EventId = 232, Level = LogLevel.Information, Message = "colo-compare '{Nic}': filter-redirector '{Redirector}' re-created once more: {Why}")]
+    public static partial void RedirectorRestoredAgain(ILogger logger, string nic, string redirector, string why);
+
     [LoggerMessage(EventId = 230, Level = LogLevel.Information, Message = "colo-compare '{Nic}': outdev connected; filter-redirector '{Redirector}' left as it is: QEMU {Version} keeps reading an indev whose peer came back (11.0 and later), so --restore-redirector has nothing to do")]
     public static partial void RedirectorSurvives(ILogger logger, string nic, string redirector, string version);
 

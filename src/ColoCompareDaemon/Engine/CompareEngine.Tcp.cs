@@ -242,4 +242,27 @@ public sealed partial class CompareEngine
     /// </summary>
     private static bool AckAllows(Flow flow, in QueuedPacket p) =>
         !p.Partial || !p.HasAck || (flow.HasSecondaryAck && SeqNumber.LessOrEqual(p.Ack, flow.SecondaryAck));
+
+    /// <summary>Notes a FIN or RST from one side: a flow closed on both sides (or reset) may be forgotten once empty.</summary>
+    private static void NoteClose(Flow flow, TcpControlBits flags, PacketSide side)
+    {
+        if ((flags & (TcpControlBits.Fin | TcpControlBits.Rst)) == 0)
+        {
+            return;
+        }
+
+        if (side == PacketSide.Primary)
+        {
+            flow.PrimaryClosed = true;
+        }
+        else
+        {
+            flow.SecondaryClosed = true;
+        }
+
+        if ((flags & TcpControlBits.Rst) != 0)
+        {
+            flow.Reset = true;
+        }
+    }
 }
