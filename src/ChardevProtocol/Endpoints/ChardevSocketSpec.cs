@@ -319,6 +319,24 @@ public sealed record ChardevSocketSpec
             return false;
         }
 
+        if (!TryReconnect(text, options, server, out TimeSpan? reconnect, out error) || !TryPeerUid(text, options, out uint? peerUid, out error))
+        {
+            return false;
+        }
+
+        if (path is not null)
+        {
+            return BuildUnix(text, options, flags, id, path, server, reconnect, peerUid, out spec, out error);
+        }
+
+        return BuildTcp(text, options, flags, id, host, portText!, server, reconnect, out spec, out error);
+    }
+
+    /// <summary><c>reconnect=SECONDS</c> or <c>reconnect-ms=MS</c> (QEMU 9.2+), clients only; 0 keeps the daemon's own pause.</summary>
+    private static bool TryReconnect(string text, Dictionary<string, string?> options, bool server, out TimeSpan? reconnect, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        reconnect = null;
+        error = null;
         bool hasReconnect = options.ContainsKey("reconnect");
         bool hasReconnectMs = options.ContainsKey("reconnect-ms");
         if (hasReconnect && hasReconnectMs)
@@ -333,7 +351,6 @@ public sealed record ChardevSocketSpec
             return false;
         }
 
-        TimeSpan? reconnect = null;
         if (hasReconnect || hasReconnectMs)
         {
             string key = hasReconnect ? "reconnect" : "reconnect-ms";
@@ -351,7 +368,14 @@ public sealed record ChardevSocketSpec
             }
         }
 
-        uint? peerUid = null;
+        return true;
+    }
+
+    /// <summary><c>peer-uid=UID</c>: only peers of that user are accepted (ours; Unix sockets only).</summary>
+    private static bool TryPeerUid(string text, Dictionary<string, string?> options, out uint? peerUid, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        error = null;
+        peerUid = null;
         if (options.TryGetValue("peer-uid", out string? uidText))
         {
             if (!uint.TryParse(uidText, NumberStyles.None, CultureInfo.InvariantCulture, out uint uid))
@@ -363,11 +387,22 @@ public sealed record ChardevSocketSpec
             peerUid = uid;
         }
 
-        if (path is not null)
-        {
-            return BuildUnix(text, options, flags, id, path, server, reconnect, peerUid, out spec, out error);
-        }
+        return true;
+    }
 
+    private static bool BuildTcp(
+        string text,
+        Dictionary<string, string?> options,
+        Dictionary<string, bool> flags,
+        string? id,
+        string? host,
+        string portText,
+        bool server,
+        TimeSpan? reconnect,
+        [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ChardevSocketSpec? spec,
+        [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        spec = null;
         foreach (string unixOnly in new[] { "abstract", "tight", "peer-uid" })
         {
             if (options.ContainsKey(unixOnly))

@@ -178,26 +178,34 @@ public sealed class ChardevFrameReader
         }
 
         _statistics.AddRead(added, bytes, zeroLength);
+        Advance(result, buffer);
+        return added > 0;
+    }
+
+    /// <summary>
+    /// Gives the pipe back what was decoded: after an oversized frame nothing more is read; at the peer's end a partial
+    /// frame is counted as truncated; otherwise what is left waits for more bytes.
+    /// </summary>
+    private void Advance(in ReadResult result, ReadOnlySequence<byte> rest)
+    {
         if (_error is not null)
         {
-            _input.AdvanceTo(buffer.Start);
+            _input.AdvanceTo(rest.Start);
         }
         else if (result.IsCompleted)
         {
-            if (!buffer.IsEmpty)
+            if (!rest.IsEmpty)
             {
                 // The peer closed mid-frame: only this partial frame is lost.
                 _statistics.AddTruncated();
             }
 
             _completed = true;
-            _input.AdvanceTo(buffer.End);
+            _input.AdvanceTo(rest.End);
         }
         else
         {
-            _input.AdvanceTo(buffer.Start, buffer.End);
+            _input.AdvanceTo(rest.Start, rest.End);
         }
-
-        return added > 0;
     }
 }

@@ -43,128 +43,136 @@ public sealed partial class CompareEngine
     /// </summary>
     private void ProcessTcp(Flow flow)
     {
-        while (!flow.Diverged && flow.Primary.Count > 0)
+        while (!flow.Diverged && flow.Primary.Count > 0 && PrimaryHeadMoved(flow))
         {
-            ref QueuedPacket p = ref flow.Primary.Head;
-            if (p.DataLength == 0)
-            {
-                // Pure ACK, SYN, FIN or RST: nothing to compare. As QEMU, wait until the secondary is talking on the
-                // flow: a secondary packet is queued, or one arrived after this one. Unlike QEMU, also go when the
-                // secondary sent this segment's twin first (see SecondaryIsAsFar).
-                if (flow.Secondary.Count > 0 || flow.LastSecondaryOrder > p.Order || SecondaryIsAsFar(flow, p))
-                {
-                    ReleasePrimaryAt(flow, 0, ReleaseReason.ZeroPayload);
-                    continue;
-                }
+        }
+    }
 
-                return;
+    /// <summary>One step on the first primary segment in sequence order: true when something moved and the walk goes on.</summary>
+    private bool PrimaryHeadMoved(Flow flow)
+    {
+        ref QueuedPacket p = ref flow.Primary.Head;
+        if (p.DataLength == 0)
+        {
+            // Pure ACK, SYN, FIN or RST: nothing to compare. As QEMU, wait until the secondary is talking on the
+            // flow: a secondary packet is queued, or one arrived after this one. Unlike QEMU, also go when the
+            // secondary sent this segment's twin first (see SecondaryIsAsFar).
+            return (flow.Secondary.Count > 0 || flow.LastSecondaryOrder > p.Order || SecondaryIsAsFar(flow, p))
+                && ReleasedHead(flow, ReleaseReason.ZeroPayload);
+        }
+
+        if (p.Compared == p.DataLength)
+        {
+            // Fully matched, waiting for the secondary to acknowledge as much as this segment does.
+            return AckAllows(flow, p) && ReleasedHead(flow, ReleaseReason.Matched);
+        }
+
+        if (flow.HasCompareStart && SeqNumber.LessThan(p.Seq, flow.CompareStartSeq))
+        {
+            // Bytes from before where this flow's comparison began: the secondary's copy was skipped, so
+            // they cannot be compared, and sending them unverified would be unsafe for a failover. Hold the flow
+            // (sequence order is kept) until a checkpoint makes them the secondary's state too.
+            Unverifiable(flow);
+            return false;
+        }
+
+        if (flow.HasComparedSeq)
+        {
+            if (SeqNumber.LessOrEqual(p.SeqEnd, flow.ComparedSeq))
+            {
+                // Every byte was compared already: a retransmission, safe to send as is.
+                return ReleasedHead(flow, ReleaseReason.Retransmission);
             }
 
-            if (p.Compared == p.DataLength)
+            if (SeqNumber.LessThan(p.Seq + (uint)p.Compared, flow.ComparedSeq))
             {
-                // Fully matched, waiting for the secondary to acknowledge as much as this segment does.
-                if (AckAllows(flow, p))
-                {
-                    ReleasePrimaryAt(flow, 0, ReleaseReason.Matched);
-                    continue;
-                }
-
-                return;
-            }
-
-            if (flow.HasCompareStart && SeqNumber.LessThan(p.Seq, flow.CompareStartSeq))
-            {
-                // Bytes from before where this flow's comparison began: the secondary's copy was skipped, so
-                // they cannot be compared, and sending them unverified would be unsafe for a failover. Hold the flow
-                // (sequence order is kept) until a checkpoint makes them the secondary's state too.
-                Unverifiable(flow);
-                return;
-            }
-
-            if (flow.HasComparedSeq)
-            {
-                if (SeqNumber.LessOrEqual(p.SeqEnd, flow.ComparedSeq))
-                {
-                    // Every byte was compared already: a retransmission, safe to send as is.
-                    ReleasePrimaryAt(flow, 0, ReleaseReason.Retransmission);
-                    continue;
-                }
-
-                uint compared = flow.ComparedSeq - p.Seq;
-                if (SeqNumber.LessThan(p.Seq + (uint)p.Compared, flow.ComparedSeq))
-                {
-                    // Overlaps the compared point: compare only the new part (QEMU compares from its start).
-                    p.Compared = (int)compared;
-                    p.Partial = true;
-                }
-            }
-
-            if (!NextSecondary(flow))
-            {
-                return;
-            }
-
-            ref QueuedPacket s = ref flow.Secondary.Head;
-            uint pStart = p.Seq + (uint)p.Compared;
-            uint sStart = s.Seq + (uint)s.Compared;
-            if (pStart != sStart)
-            {
-                if (!flow.HasComparedSeq && SeqNumber.LessThan(sStart, pStart))
-                {
-                    if (_nowMs - p.ArrivalMs < MidStreamGraceMs)
-                    {
-                        // The primary's bytes before this segment may only be late (out of order): give them a
-                        // moment, so that they are compared rather than skipped (OnTick tries again).
-                        return;
-                    }
-
-                    // The first comparison of a flow seen mid-stream: the secondary has bytes from before the first
-                    // primary byte we saw. Nothing of the primary's to compare them with; skip them.
-                    if (SeqNumber.LessOrEqual(s.SeqEnd, pStart))
-                    {
-                        DropSecondaryAt(flow, 0, DropReason.BeforeFirstCompared);
-                    }
-                    else
-                    {
-                        s.Compared = (int)(pStart - s.Seq);
-                    }
-
-                    continue;
-                }
-
-                // One side lacks bytes the other has at this position: wait for them (a timeout ends the wait).
-                return;
-            }
-
-            int length = Math.Min(p.DataLength - p.Compared, s.DataLength - s.Compared);
-            if (!PayloadComparer.Equal(p.Data.Slice(p.Compared, length), s.Data.Slice(s.Compared, length)))
-            {
-                Mismatch(flow);
-                return;
-            }
-
-            bool exact = p.Compared == 0 && s.Compared == 0 && p.Seq == s.Seq && p.DataLength == s.DataLength;
-            p.Compared += length;
-            s.Compared += length;
-            p.Partial |= !exact;
-            if (!flow.HasComparedSeq)
-            {
-                flow.CompareStartSeq = pStart;
-                flow.HasCompareStart = true;
-            }
-
-            flow.ComparedSeq = pStart + (uint)length;
-            flow.HasComparedSeq = true;
-            if (s.Compared == s.DataLength)
-            {
-                DropSecondaryAt(flow, 0, DropReason.Matched);
-            }
-
-            if (p.Compared == p.DataLength && AckAllows(flow, p))
-            {
-                ReleasePrimaryAt(flow, 0, ReleaseReason.Matched);
+                // Overlaps the compared point: compare only the new part (QEMU compares from its start).
+                p.Compared = (int)(flow.ComparedSeq - p.Seq);
+                p.Partial = true;
             }
         }
+
+        return NextSecondary(flow) && ComparedHeads(flow, ref p);
+    }
+
+    private bool ReleasedHead(Flow flow, ReleaseReason reason)
+    {
+        ReleasePrimaryAt(flow, 0, reason);
+        return true;
+    }
+
+    /// <summary>
+    /// Compares the first primary and secondary segments where both cover the same sequence position. True when
+    /// bytes were compared (and what is fully compared released or dropped) or skipped; false to wait, or on a
+    /// mismatch.
+    /// </summary>
+    private bool ComparedHeads(Flow flow, ref QueuedPacket p)
+    {
+        ref QueuedPacket s = ref flow.Secondary.Head;
+        uint pStart = p.Seq + (uint)p.Compared;
+        uint sStart = s.Seq + (uint)s.Compared;
+        if (pStart != sStart)
+        {
+            // One side lacks bytes the other has at this position: wait for them (a timeout ends the wait), unless
+            // this is where a flow seen mid-stream starts.
+            return SkippedBeforeFirstCompared(flow, p, ref s, pStart, sStart);
+        }
+
+        int length = Math.Min(p.DataLength - p.Compared, s.DataLength - s.Compared);
+        if (!PayloadComparer.Equal(p.Data.Slice(p.Compared, length), s.Data.Slice(s.Compared, length)))
+        {
+            Mismatch(flow);
+            return false;
+        }
+
+        bool exact = p.Compared == 0 && s.Compared == 0 && p.Seq == s.Seq && p.DataLength == s.DataLength;
+        p.Compared += length;
+        s.Compared += length;
+        p.Partial |= !exact;
+        if (!flow.HasComparedSeq)
+        {
+            flow.CompareStartSeq = pStart;
+            flow.HasCompareStart = true;
+        }
+
+        flow.ComparedSeq = pStart + (uint)length;
+        flow.HasComparedSeq = true;
+        if (s.Compared == s.DataLength)
+        {
+            DropSecondaryAt(flow, 0, DropReason.Matched);
+        }
+
+        if (p.Compared == p.DataLength && AckAllows(flow, p))
+        {
+            ReleasePrimaryAt(flow, 0, ReleaseReason.Matched);
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// The first comparison of a flow seen mid-stream: the secondary has bytes from before the first primary byte we
+    /// saw, with nothing of the primary's to compare them with; they are skipped (true). Not before the primary's
+    /// earlier bytes had <see cref="MidStreamGraceMs"/> to arrive out of order (OnTick tries again), and never once
+    /// the flow has compared bytes: then a gap means waiting (false).
+    /// </summary>
+    private bool SkippedBeforeFirstCompared(Flow flow, in QueuedPacket p, ref QueuedPacket s, uint pStart, uint sStart)
+    {
+        if (flow.HasComparedSeq || !SeqNumber.LessThan(sStart, pStart) || _nowMs - p.ArrivalMs < MidStreamGraceMs)
+        {
+            return false;
+        }
+
+        if (SeqNumber.LessOrEqual(s.SeqEnd, pStart))
+        {
+            DropSecondaryAt(flow, 0, DropReason.BeforeFirstCompared);
+        }
+        else
+        {
+            s.Compared = (int)(pStart - s.Seq);
+        }
+
+        return true;
     }
 
     /// <summary>

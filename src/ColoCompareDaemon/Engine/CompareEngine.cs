@@ -116,28 +116,18 @@ public sealed partial class CompareEngine
             return;
         }
 
-        Flow flow = GetFlow(packet, protocol, nowMs);
-        if (protocol == CompareProtocol.Tcp)
-        {
-            flow = Connection(flow, packet, PacketSide.Primary, nowMs);
-        }
-
+        Flow flow = FlowOf(packet, protocol, PacketSide.Primary, nowMs);
         if (!Admit(frame, PacketSide.Primary, flow))
         {
             return;
         }
 
-        ref QueuedPacket queued = ref flow.Primary.Append();
-        Describe(ref queued, frame, packet, protocol, nowMs);
         if (protocol == CompareProtocol.Tcp)
         {
             NoteClose(flow, packet.TcpFlags, PacketSide.Primary);
-            flow.Primary.SortLastBySeq();
         }
 
-        Counters.PrimaryQueued++;
-        Counters.QueuedBytes += Held(frame);
-        Process(flow);
+        Enqueue(flow, PacketSide.Primary, frame, packet, protocol, nowMs);
     }
 
     /// <summary>A frame from the secondary guest. The engine owns it from here on.</summary>
@@ -156,12 +146,7 @@ public sealed partial class CompareEngine
             return;
         }
 
-        Flow flow = GetFlow(packet, protocol, nowMs);
-        if (protocol == CompareProtocol.Tcp)
-        {
-            flow = Connection(flow, packet, PacketSide.Secondary, nowMs);
-        }
-
+        Flow flow = FlowOf(packet, protocol, PacketSide.Secondary, nowMs);
         flow.LastSecondaryOrder = _order++;
         if (protocol == CompareProtocol.Tcp && !SecondaryTcpArrived(flow, frame, packet))
         {
@@ -173,14 +158,36 @@ public sealed partial class CompareEngine
             return;
         }
 
-        ref QueuedPacket queued = ref flow.Secondary.Append();
+        Enqueue(flow, PacketSide.Secondary, frame, packet, protocol, nowMs);
+    }
+
+    /// <summary>The packet's flow; for TCP, a new SYN on a used 4-tuple gives the new connection's (<see cref="Connection"/>).</summary>
+    private Flow FlowOf(in ParsedPacket packet, CompareProtocol protocol, PacketSide side, long nowMs)
+    {
+        Flow flow = GetFlow(packet, protocol, nowMs);
+        return protocol == CompareProtocol.Tcp ? Connection(flow, packet, side, nowMs) : flow;
+    }
+
+    /// <summary>An admitted frame joins its side's queue (TCP kept in sequence order), is counted, and the flow is compared.</summary>
+    private void Enqueue(Flow flow, PacketSide side, ChardevFrame frame, in ParsedPacket packet, CompareProtocol protocol, long nowMs)
+    {
+        PacketQueue queue = side == PacketSide.Primary ? flow.Primary : flow.Secondary;
+        ref QueuedPacket queued = ref queue.Append();
         Describe(ref queued, frame, packet, protocol, nowMs);
         if (protocol == CompareProtocol.Tcp)
         {
-            flow.Secondary.SortLastBySeq();
+            queue.SortLastBySeq();
         }
 
-        Counters.SecondaryQueued++;
+        if (side == PacketSide.Primary)
+        {
+            Counters.PrimaryQueued++;
+        }
+        else
+        {
+            Counters.SecondaryQueued++;
+        }
+
         Counters.QueuedBytes += Held(frame);
         Process(flow);
     }
