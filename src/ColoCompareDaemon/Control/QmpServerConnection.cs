@@ -39,7 +39,7 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
                 ReadResult result = await reader.ReadAsync(stopping).ConfigureAwait(false);
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 bool wasNegotiated = _negotiated;
-                ReadRequests(ref buffer, replies);
+                bool tooLong = !ReadRequests(ref buffer, replies);
                 reader.AdvanceTo(buffer.Start, buffer.End);
                 foreach (byte[] reply in replies)
                 {
@@ -47,6 +47,12 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
                 }
 
                 replies.Clear();
+                if (tooLong)
+                {
+                    // The requests before it are answered; then the client is cut off.
+                    throw new InvalidDataException($"a request line longer than {MaxRequestBytes} bytes");
+                }
+
                 if (_negotiated && !wasNegotiated)
                 {
                     // As QMP: events flow once capabilities are negotiated, after the reply that ends negotiation.
@@ -78,9 +84,11 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
         }
     }
 
-    /// <summary>Answers every whole request at the front of <paramref name="buffer"/>, leaving an unfinished one there.</summary>
-    /// <exception cref="InvalidDataException">An unfinished request is longer than <see cref="MaxRequestBytes"/>.</exception>
-    private void ReadRequests(ref ReadOnlySequence<byte> buffer, List<byte[]> replies)
+    /// <summary>
+    /// Answers every whole request at the front of <paramref name="buffer"/>, leaving an unfinished one there; false
+    /// when that one is already longer than <see cref="MaxRequestBytes"/>.
+    /// </summary>
+    private bool ReadRequests(ref ReadOnlySequence<byte> buffer, List<byte[]> replies)
     {
         while (true)
         {
@@ -107,10 +115,7 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
             }
         }
 
-        if (buffer.Length > MaxRequestBytes)
-        {
-            throw new InvalidDataException($"a request line longer than {MaxRequestBytes} bytes");
-        }
+        return buffer.Length <= MaxRequestBytes;
     }
 
     private byte[] Handle(JsonElement root)

@@ -126,6 +126,24 @@ public sealed class QmpServerConnectionTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task Requests_before_an_over_long_one_are_answered_before_the_client_is_cut_off()
+    {
+        await NegotiateAsync();
+        try
+        {
+            await SendAsync("""{"execute": "echo", "arguments": {"say": "first"}, "id": 1}""" + "\n{\"execute\": \"echo\", \"arguments\": {\"say\": \"" + new string('x', 2 * QmpServerConnection.MaxRequestBytes));
+        }
+        catch (SocketException)
+        {
+            // Cut off while we were still sending.
+        }
+
+        JsonElement first = await NextAsync();
+        Assert.Equal("first", first.GetProperty("return").GetProperty("said").GetString());
+        await _serving.WaitAsync(_timeout.Token);
+    }
+
+    [Fact]
     public async Task A_request_just_under_the_limit_in_bytes_is_served()
     {
         await NegotiateAsync();
