@@ -4,7 +4,7 @@ namespace ColoChardev.Daemon.Engine;
 
 /// <summary>
 /// A fixed-bucket histogram of durations in seconds, as Prometheus wants them (cumulative counts per upper bound, a
-/// sum and a count). One writer (the engine's thread, or the checkpoint coordinator's loop); readable from any thread,
+/// sum and a count). One writer (the engine's thread, or the QMP checkpoint channel's loop); readable from any thread,
 /// each value one aligned 64-bit word. Recording is a short loop and three additions: cheap enough per packet.
 /// </summary>
 public sealed class BucketHistogram
