@@ -12,7 +12,7 @@ namespace ColoChardev.Daemon.Control;
 /// (<c>{"execute": ..., "arguments": ..., "id": ...}</c>, framed by the QMP library's <see cref="QmpMessageReader"/>:
 /// whitespace between messages, a message over several lines) answered in order by <c>return</c> or <c>error</c>,
 /// and, once negotiated, events between the replies, each message one CRLF-ended line. A request that is not JSON
-/// gets an error and the connection stays (the bytes up to the next newline are skipped); a request that grows past
+/// gets one error and the connection stays (the rest of its line is skipped, however it arrives); a request that grows past
 /// <see cref="MaxRequestBytes"/> without ending cuts the client off, since no QMP client sends one.
 /// </summary>
 internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, DaemonEvents events, ILogger logger)
@@ -20,7 +20,9 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
     /// <summary>Longest request accepted, in bytes; a longer one closes the connection.</summary>
     public const int MaxRequestBytes = 64 * 1024;
 
+    private readonly QmpMessageReader _requests = new();
     private bool _negotiated;
+    private bool _skippingLine; // the rest of a line that was not JSON, already answered, until its newline
 
     /// <summary>Serves the connection until the client leaves or <paramref name="stopping"/> ends it; never throws for what the client does.</summary>
     public async Task RunAsync(CancellationToken stopping)
@@ -92,20 +94,30 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
     {
         while (true)
         {
+            if (_skippingLine)
+            {
+                SequencePosition? newline = buffer.PositionOf((byte)'\n');
+                _skippingLine = newline is null;
+                buffer = newline is SequencePosition end ? buffer.Slice(buffer.GetPosition(1, end)) : buffer.Slice(buffer.End);
+                if (_skippingLine)
+                {
+                    break;
+                }
+            }
+
             JsonDocument? request;
             try
             {
-                if (!QmpMessageReader.TryRead(ref buffer, out request))
+                if (!_requests.TryRead(ref buffer, out request))
                 {
                     break;
                 }
             }
             catch (JsonException e)
             {
-                // Skip the line that is not JSON and answer it; the next line may be a good request.
-                SequencePosition? newline = buffer.PositionOf((byte)'\n');
-                buffer = newline is SequencePosition end ? buffer.Slice(buffer.GetPosition(1, end)) : buffer.Slice(buffer.End);
+                // Answer the line that is not JSON once and skip the rest of it; the next line may be a good request.
                 replies.Add(QmpReply.Generic($"JSON parse error: {e.Message}").ToJson(default));
+                _skippingLine = true;
                 continue;
             }
 

@@ -21,6 +21,7 @@ namespace ColoChardev.Qmp;
 /// </remarks>
 public sealed class QmpClient : IAsyncDisposable
 {
+    private readonly QmpMessageReader _messages = new();
     private readonly Stream _stream;
     private readonly PipeReader _input;
     private readonly QmpClientOptions _options;
@@ -318,7 +319,7 @@ public sealed class QmpClient : IAsyncDisposable
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 try
                 {
-                    while (QmpMessageReader.TryRead(ref buffer, out JsonDocument? message))
+                    while (_messages.TryRead(ref buffer, out JsonDocument? message))
                     {
                         using (message)
                         {

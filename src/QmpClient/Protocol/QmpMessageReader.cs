@@ -4,46 +4,69 @@ using System.Text.Json;
 namespace ColoChardev.Qmp;
 
 /// <summary>
-/// Finds whole JSON messages in the received bytes. QEMU ends every message with CRLF, and a message may span
-/// several lines (<c>pretty=on</c>), so a parse is attempted only when a newline has arrived, and stops at the end
-/// of one JSON value. No line-length limit beyond the caller's maximum message size. Public for QMP servers too
-/// (the daemon's control socket frames its requests with it).
+/// Finds whole JSON messages in the bytes received on one QMP connection. A message ends with its last token (QEMU
+/// also ends each with CRLF, and a message may span several lines with <c>pretty=on</c>), so it is found however it
+/// is split across reads. The bytes of an unfinished message are tokenised once: each call resumes where the last
+/// one stopped, so a message that arrives in many small pieces, or over many lines, costs time linear in its size.
+/// One reader per connection; the caller keeps unconsumed bytes at the front of the buffer it passes next time (as
+/// <c>PipeReader.AdvanceTo(buffer.Start, buffer.End)</c> does). No length limit beyond the caller's own. Public for QMP
+/// servers too (the daemon's control socket frames its requests with it).
 /// </summary>
-public static class QmpMessageReader
+public sealed class QmpMessageReader
 {
+    private JsonReaderState _state;
+    private long _scanned;
+
     /// <summary>
-    /// Reads one message from the front of <paramref name="buffer"/> (advancing it) or returns false when the bytes
-    /// so far hold no complete message.
+    /// Reads one message from the front of <paramref name="buffer"/> (advancing it past the message and the
+    /// whitespace before it) or returns false when the bytes so far hold no complete message.
     /// </summary>
-    /// <exception cref="JsonException">The bytes are not JSON.</exception>
-    public static bool TryRead(ref ReadOnlySequence<byte> buffer, out JsonDocument? message)
+    /// <exception cref="JsonException">The bytes are not JSON; the reader starts afresh at the next call.</exception>
+    public bool TryRead(ref ReadOnlySequence<byte> buffer, out JsonDocument? message)
     {
         message = null;
-        buffer = SkipWhitespace(buffer);
+        if (_scanned == 0)
+        {
+            buffer = SkipWhitespace(buffer);
+        }
+
         if (buffer.IsEmpty)
         {
             return false;
         }
 
-        SequencePosition searchFrom = buffer.Start;
-        while (true)
+        var reader = new Utf8JsonReader(buffer.Slice(_scanned), isFinalBlock: false, _state);
+        try
         {
-            SequencePosition? newline = buffer.Slice(searchFrom).PositionOf((byte)'\n');
-            if (newline is null)
+            while (reader.Read())
             {
-                return false;
+                if (reader.CurrentDepth == 0 && reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray))
+                {
+                    // The top-level value's last token: the message is whole.
+                    long end = _scanned + reader.BytesConsumed;
+                    Reset();
+                    message = JsonDocument.Parse(buffer.Slice(0, end));
+                    buffer = buffer.Slice(end);
+                    return true;
+                }
             }
-
-            SequencePosition end = buffer.GetPosition(1, newline.Value);
-            var reader = new Utf8JsonReader(buffer.Slice(buffer.Start, end), isFinalBlock: false, state: default);
-            if (JsonDocument.TryParseValue(ref reader, out message))
-            {
-                buffer = buffer.Slice(reader.Position);
-                return true;
-            }
-
-            searchFrom = end;
         }
+        catch (JsonException)
+        {
+            Reset();
+            throw;
+        }
+
+        _scanned += reader.BytesConsumed;
+        _state = reader.CurrentState;
+        return false;
+    }
+
+    /// <summary>Forgets an unfinished message (after the caller skipped bytes itself).</summary>
+    public void Reset()
+    {
+        _state = default;
+        _scanned = 0;
     }
 
     private static ReadOnlySequence<byte> SkipWhitespace(ReadOnlySequence<byte> buffer)

@@ -83,6 +83,20 @@ public sealed class QmpServerConnectionTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_line_that_is_not_json_is_answered_once_however_it_arrives()
+    {
+        await NegotiateAsync();
+        await SendAsync("this is ");
+        JsonElement error = await NextAsync();
+        Assert.Contains("JSON parse error", error.GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
+        await SendAsync("not json { either\n");
+        await SendAsync("""{"execute": "echo", "arguments": {"say": "next"}, "id": 3}""" + "\n");
+        JsonElement next = await NextAsync();
+        Assert.Equal("next", next.GetProperty("return").GetProperty("said").GetString());
+        Assert.Equal(3, next.GetProperty("id").GetInt32());
+    }
+
+    [Fact]
     public async Task Commands_errors_keep_their_class_and_the_request_id()
     {
         await NegotiateAsync();
