@@ -59,12 +59,8 @@ public sealed partial class CompareEngine
 
     private Flow StartConnection(Flow old, PacketSide side, long nowMs)
     {
-        Flow fresh = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow(_queueArrays);
-        fresh.Start(old.Id, nowMs);
-        fresh.Index = _flowList.Count;
-        _flowList.Add(fresh);
+        Flow fresh = Track(old.Id, nowMs);
         _flows[old.Id] = fresh;
-        Counters.Flows++;
         Counters.ConnectionsReused++;
         if (old.Previous is Flow older)
         {
@@ -103,20 +99,27 @@ public sealed partial class CompareEngine
                     EvictIdleFlows(null);
                 }
 
-                flow = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow(_queueArrays);
-                _fewestSpareFlows = Math.Min(_fewestSpareFlows, _spareFlows.Count);
-                flow.Start(id, nowMs);
-                flow.Index = _flowList.Count;
-                _flowList.Add(flow);
+                flow = Track(id, nowMs);
                 GrowFlowTable();
                 _flows.Add(id, flow);
-                Counters.Flows++;
             }
 
             _lastFlow = flow;
         }
 
         flow.LastActivityMs = nowMs;
+        return flow;
+    }
+
+    /// <summary>A flow for <paramref name="id"/> (a spare one when there is one), tracked and counted; the caller puts it in the table.</summary>
+    private Flow Track(FlowId id, long nowMs)
+    {
+        Flow flow = _spareFlows.Count > 0 ? _spareFlows.Pop() : new Flow(_queueArrays);
+        _fewestSpareFlows = Math.Min(_fewestSpareFlows, _spareFlows.Count);
+        flow.Start(id, nowMs);
+        flow.Index = _flowList.Count;
+        _flowList.Add(flow);
+        Counters.Flows++;
         return flow;
     }
 
