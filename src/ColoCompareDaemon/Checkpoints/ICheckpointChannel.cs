@@ -33,36 +33,13 @@ internal interface ICheckpointTarget
 /// <param name="StoppedMs">How long the primary was stopped, when known.</param>
 internal readonly record struct CheckpointCompletion(string Flushed, double? StoppedMs = null);
 
-/// <summary>QEMU's <c>COLO_EXIT</c>: which side failed over, and why (QAPI's COLOMode and COLOExitReason).</summary>
-internal readonly record struct ColoExit(ColoMode Mode, ColoExitReason Reason)
+/// <summary>
+/// QEMU's <c>COLO_EXIT</c> as the NICs report it: the event's own words for which side failed over (QAPI's
+/// COLOMode) and why (COLOExitReason), "?" when its data could not be read. Nothing branches on them: failover is
+/// failover whatever they say, so they stay QEMU's words (a later QEMU's new reason is shown as it is).
+/// </summary>
+internal readonly record struct ColoExit(string Mode, string Reason)
 {
-    /// <summary>From the event's strings; what QEMU may add later reads as <c>Unknown</c>.</summary>
-    public static ColoExit Parse(string? mode, string? reason) => new(
-        mode switch { "none" => ColoMode.None, "primary" => ColoMode.Primary, "secondary" => ColoMode.Secondary, _ => ColoMode.Unknown },
-        reason switch { "none" => ColoExitReason.None, "request" => ColoExitReason.Request, "error" => ColoExitReason.Error, "processing" => ColoExitReason.Processing, _ => ColoExitReason.Unknown });
-
-    /// <summary>QAPI's spelling, or "?" for an event whose data could not be read.</summary>
-    public string ModeText => Mode == ColoMode.Unknown ? "?" : Mode.ToString().ToLowerInvariant();
-
-    /// <inheritdoc cref="ModeText"/>
-    public string ReasonText => Reason == ColoExitReason.Unknown ? "?" : Reason.ToString().ToLowerInvariant();
-}
-
-/// <summary>QAPI's COLOMode, as COLO_EXIT reports it.</summary>
-internal enum ColoMode : byte
-{
-    Unknown,
-    None,
-    Primary,
-    Secondary,
-}
-
-/// <summary>QAPI's COLOExitReason.</summary>
-internal enum ColoExitReason : byte
-{
-    Unknown,
-    None,
-    Request,
-    Error,
-    Processing,
+    /// <summary>A COLO_EXIT whose data could not be read.</summary>
+    public static ColoExit Unreadable { get; } = new("?", "?");
 }

@@ -214,11 +214,11 @@ internal sealed class QmpCheckpointChannel : IAsyncDisposable
     /// <summary>Failover whatever the event's data says: a malformed COLO_EXIT is still the end of COLO.</summary>
     private void OnColoExit(QmpEvent e)
     {
-        ColoExit exit = ColoExit.Parse(null, null);
+        ColoExit exit = ColoExit.Unreadable;
         try
         {
             ColoExitEventData data = e.ColoExitData();
-            exit = ColoExit.Parse(data.Mode, data.Reason);
+            exit = new ColoExit(data.Mode, data.Reason);
         }
         catch (QmpProtocolException)
         {
@@ -231,7 +231,7 @@ internal sealed class QmpCheckpointChannel : IAsyncDisposable
             target.FailedOver(exit);
         }
 
-        DaemonLog.Failover(_logger, exit.ModeText, exit.ReasonText);
+        DaemonLog.Failover(_logger, exit.Mode, exit.Reason);
     }
 
     private void OnSecondaryEvent(QmpEvent e)

@@ -45,8 +45,8 @@ internal sealed class NicEvents(DaemonEvents events, string id)
     public void Failover(ColoExit exit, long released) => events.Publish(DaemonEvents.Failover, w =>
     {
         w.WriteString("id", id);
-        w.WriteString("mode", exit.ModeText);
-        w.WriteString("reason", exit.ReasonText);
+        w.WriteString("mode", exit.Mode);
+        w.WriteString("reason", exit.Reason);
         w.WriteNumber("released", released);
     });
 
