@@ -23,6 +23,7 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
     private readonly QmpMessageReader _requests = new();
     private bool _negotiated;
     private bool _skippingLine; // the rest of a line that was not JSON, already answered, until its newline
+    private long _skippedBytes; // of that line so far: it too may not pass MaxRequestBytes
 
     /// <summary>Serves the connection until the client leaves or <paramref name="stopping"/> ends it; never throws for what the client does.</summary>
     public async Task RunAsync(CancellationToken stopping)
@@ -97,12 +98,20 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
             if (_skippingLine)
             {
                 SequencePosition? newline = buffer.PositionOf((byte)'\n');
-                _skippingLine = newline is null;
-                buffer = newline is SequencePosition end ? buffer.Slice(buffer.GetPosition(1, end)) : buffer.Slice(buffer.End);
-                if (_skippingLine)
+                ReadOnlySequence<byte> rest = newline is SequencePosition end ? buffer.Slice(buffer.GetPosition(1, end)) : buffer.Slice(buffer.End);
+                _skippedBytes += buffer.Length - rest.Length;
+                buffer = rest;
+                if (_skippedBytes > MaxRequestBytes)
+                {
+                    return false;
+                }
+
+                if (newline is null)
                 {
                     break;
                 }
+
+                (_skippingLine, _skippedBytes) = (false, 0);
             }
 
             JsonDocument? request;

@@ -158,6 +158,23 @@ public sealed class QmpServerConnectionTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_line_that_is_not_json_and_longer_than_the_limit_is_answered_then_cut_off()
+    {
+        await NegotiateAsync();
+        try
+        {
+            await SendAsync(new string('x', 4 * QmpServerConnection.MaxRequestBytes));
+        }
+        catch (SocketException)
+        {
+            // Cut off while we were still sending.
+        }
+
+        Assert.Contains("JSON parse error", (await NextAsync()).GetProperty("error").GetProperty("desc").GetString(), StringComparison.Ordinal);
+        await _serving.WaitAsync(_timeout.Token);
+    }
+
+    [Fact]
     public async Task A_request_just_under_the_limit_in_bytes_is_served()
     {
         await NegotiateAsync();
