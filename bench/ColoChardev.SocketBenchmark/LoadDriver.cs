@@ -7,11 +7,15 @@ using ColoChardev.Testbed;
 namespace ColoChardev.SocketBenchmark;
 
 /// <summary>How a run sends.</summary>
-/// <param name="Frames">Frames in the throughput phase; the first tenth warms up and is not measured.</param>
+/// <param name="Frames">Frames measured in the throughput phase, after the warm-up.</param>
 /// <param name="Window">Most frames sent but not yet back from outdev (keeps every queue below max_queue_size).</param>
 /// <param name="PacedRate">Frames per second in the latency phase (well below every target's capacity).</param>
 /// <param name="PacedFrames">Frames in the latency phase.</param>
-internal sealed record LoadOptions(long Frames, int Window, int PacedRate, int PacedFrames);
+/// <param name="WarmupSeconds">
+/// How long the same traffic flows before the measured frames (tiered compilation, socket buffers, pools settle): a
+/// daemon runs for months, so the benchmark measures it warm; start-up is measured apart (scripts/startup.sh).
+/// </param>
+internal sealed record LoadOptions(long Frames, int Window, int PacedRate, int PacedFrames, double WarmupSeconds = 2);
 
 /// <summary>What one run measured. Latencies in microseconds; null where not measured.</summary>
 internal sealed record LoadMeasurement(
@@ -45,8 +49,10 @@ internal sealed class LoadDriver
     private readonly RunningTarget _target;
     private readonly SyntheticTraffic _traffic;
     private readonly LoadOptions _options;
-    private readonly long _total;
-    private readonly long _warmup;
+    /// <summary>Most frames the warm-up sends, whatever its time (bounds the arrays below).</summary>
+    private readonly long _warmupCap;
+    private long _total; // read by the receiver: warm-up, measured and paced frames, known once the warm-up ends
+    private long _warmup = long.MaxValue; // frames of the warm-up, once it ended
     private readonly long[] _sendTicks;
     private readonly byte[] _seen;
     private readonly long[] _latencies;
@@ -55,6 +61,8 @@ internal sealed class LoadDriver
     private long _received;
     private long _checkpointRequests;
     private long _divergences;
+    private long _requestsInWarmup;
+    private long _divergencesInWarmup;
     private volatile bool _failed;
     private long _warmTicks;
     private long _endTicks;
@@ -68,8 +76,8 @@ internal sealed class LoadDriver
         _target = target;
         _traffic = traffic;
         _options = options;
-        _total = options.Frames + options.PacedFrames;
-        _warmup = options.Frames / 10;
+        _warmupCap = options.Frames * 4;
+        _total = _warmupCap + options.Frames + options.PacedFrames;
         _sendTicks = new long[_total];
         _seen = new byte[_total];
         _latencies = new long[_total];
@@ -107,11 +115,11 @@ internal sealed class LoadDriver
 
     private LoadMeasurement Measure()
     {
-        long measured = _options.Frames - _warmup;
+        long measured = _options.Frames;
         double seconds = (double)(_endTicks - _warmTicks) / Stopwatch.Frequency;
         double pps = measured / seconds;
-        long[] loaded = _latencies[(int)_warmup..(int)_options.Frames];
-        long[] paced = _latencies[(int)_options.Frames..];
+        long[] loaded = _latencies[(int)_warmup..(int)(_warmup + _options.Frames)];
+        long[] paced = _latencies[(int)(_warmup + _options.Frames)..(int)_total];
         if (Environment.GetEnvironmentVariable("SOCKET_BENCH_DUMP") is string dump)
         {
             File.WriteAllLines(Path.Combine(dump, $"{_target.Kind}-{_traffic.Shape.FrameBytes}-{Environment.TickCount64}.txt"), paced.Select(t => (t * 1e6 / Stopwatch.Frequency).ToString("0", System.Globalization.CultureInfo.InvariantCulture)));
@@ -132,8 +140,8 @@ internal sealed class LoadDriver
             Percentile(paced, 0.99),
             Percentile(paced, 1.0),
             ProcessMetrics.PeakResidentBytes(_target.ProcessId),
-            Interlocked.Read(ref _checkpointRequests),
-            _divergences,
+            Interlocked.Read(ref _checkpointRequests) - _requestsInWarmup,
+            _divergences - _divergencesInWarmup,
             perFrame,
             gen0);
     }
@@ -208,14 +216,26 @@ internal sealed class LoadDriver
             int chunkFrames = Math.Max(1, Math.Min(_options.Window / 4, 128 * 1024 / _traffic.FramedLength));
             byte[] primary = new byte[chunkFrames * _traffic.FramedLength];
             byte[] secondary = new byte[primary.Length];
-            SendPhase(0, _options.Frames, chunkFrames, primary, secondary, paced: false);
-            if (!WaitFor(_options.Frames, "the throughput phase"))
+            long warm = SendPhase(0, _warmupCap, chunkFrames, primary, secondary, paced: false, TimeSpan.FromSeconds(_options.WarmupSeconds));
+            if (!WaitFor(warm, "the warm-up"))
+            {
+                return;
+            }
+
+            // Everything sent has come back: the measured window starts now, from an empty pipeline.
+            (_warmTicks, _warmCpu, _warmLines) = (Stopwatch.GetTimestamp(), ProcessMetrics.CpuSeconds(_target.ProcessId), _target.Lines.Count);
+            (_requestsInWarmup, _divergencesInWarmup) = (Interlocked.Read(ref _checkpointRequests), _divergences);
+            Volatile.Write(ref _warmup, warm);
+            Volatile.Write(ref _total, warm + _options.Frames + _options.PacedFrames);
+            long measuredEnd = warm + _options.Frames;
+            SendPhase(warm, measuredEnd, chunkFrames, primary, secondary, paced: false);
+            if (!WaitFor(measuredEnd, "the throughput phase"))
             {
                 return;
             }
 
             int burst = Math.Max(1, _options.PacedRate / 1000);
-            SendPhase(_options.Frames, _total, burst, primary, secondary, paced: true);
+            SendPhase(measuredEnd, _total, burst, primary, secondary, paced: true);
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
@@ -223,12 +243,13 @@ internal sealed class LoadDriver
         }
     }
 
-    private void SendPhase(long first, long end, int chunkFrames, byte[] primary, byte[] secondary, bool paced)
+    /// <summary>Sends frames <paramref name="first"/> up to <paramref name="end"/>, or for <paramref name="duration"/>; returns where it stopped.</summary>
+    private long SendPhase(long first, long end, int chunkFrames, byte[] primary, byte[] secondary, bool paced, TimeSpan? duration = null)
     {
         long next = first;
         long start = Stopwatch.GetTimestamp();
         long burst = 0;
-        while (next < end && !_failed)
+        while (next < end && !_failed && (duration is not TimeSpan limit || Stopwatch.GetElapsedTime(start) < limit))
         {
             long chunkEnd = Math.Min(end, next + chunkFrames);
             long diverging = -1;
@@ -255,7 +276,7 @@ internal sealed class LoadDriver
             }
             else if (!WaitFor(chunkEnd - _options.Window, "the window"))
             {
-                return;
+                return next;
             }
 
             int count = (int)(chunkEnd - next);
@@ -280,9 +301,11 @@ internal sealed class LoadDriver
             next = chunkEnd;
             if (diverging >= 0 && !WaitFor(next, "a checkpoint"))
             {
-                return;
+                return next;
             }
         }
+
+        return next;
     }
 
     /// <summary>Waits until at least <paramref name="count"/> frames came back from outdev.</summary>
@@ -336,7 +359,7 @@ internal sealed class LoadDriver
         long received = 0;
         try
         {
-            while (received < _total && !_failed)
+            while (received < Volatile.Read(ref _total) && !_failed)
             {
                 int read = outdev.Receive(buffer, have, buffer.Length - have, SocketFlags.None);
                 if (read == 0)
@@ -384,11 +407,7 @@ internal sealed class LoadDriver
                     _latencies[received] = now - _sendTicks[id];
                     received++;
                     offset += framed;
-                    if (received == _warmup)
-                    {
-                        (_warmTicks, _warmCpu, _warmLines) = (now, ProcessMetrics.CpuSeconds(_target.ProcessId), _target.Lines.Count);
-                    }
-                    else if (received == _options.Frames)
+                    if (received == Volatile.Read(ref _warmup) + _options.Frames)
                     {
                         (_endTicks, _endCpu) = (now, ProcessMetrics.CpuSeconds(_target.ProcessId));
                         _endLines = _target.Lines.Count;

@@ -15,6 +15,8 @@ internal static class Program
     private const string Help = """
         socket-bench [options]            run the benchmark
         socket-bench relay P S O          the relay baseline (started by the benchmark)
+        socket-bench startup [--runs N] [--port P] [--env NAME=VALUE ...] COMMAND...
+                                          how fast a daemon build starts comparing (scripts/startup.sh)
         socket-bench report FILE [--out DIR] [--update-docs FILE]
                                           medians, chart and section again from a result's JSON (no new runs)
 
@@ -22,6 +24,7 @@ internal static class Program
           --scale X           frames per run as a share of the defaults (default 1; 0.02 for a smoke run)
           --workloads a,b     some of: tcp1454 tcp1454x64 tcp64 udp64x64 vnet1454 mixed (default all)
           --targets a,b       some of: qemu daemon relay (default all)
+          --warmup-seconds S  traffic before the measured frames of every run (default 2)
           --floods on|off     one-sided floods after the runs (default on)
           --slow-reader on|off  an unthrottled sender and a slow outdev reader, then one that stops for 3 s (default on)
           --out DIR           where socket-benchmark.json and .png go (default docs/benchmarks)
@@ -38,6 +41,11 @@ internal static class Program
             return Relay.Run(Port(args[1]), Port(args[2]), Port(args[3]));
         }
 
+        if (args.Length >= 2 && args[0] == "startup")
+        {
+            return StartupCommand(args[1..]);
+        }
+
         if (args.Length >= 2 && args[0] == "report")
         {
             return Rerender(args[1], args[2..]);
@@ -47,6 +55,7 @@ internal static class Program
         double scale = 1;
         IReadOnlyList<Workload> workloads = Workload.All;
         TargetKind[] targets = [TargetKind.Qemu, TargetKind.Daemon, TargetKind.Relay];
+        double warmupSeconds = 2;
         bool floods = true;
         bool slowReader = true;
         string output = Path.Combine(RepositoryPaths.Root, "docs", "benchmarks");
@@ -74,6 +83,9 @@ internal static class Program
                     break;
                 case "--targets":
                     targets = [.. Value().Split(',').Select(t => Enum.Parse<TargetKind>(t, ignoreCase: true))];
+                    break;
+                case "--warmup-seconds":
+                    warmupSeconds = double.Parse(Value(), CultureInfo.InvariantCulture);
                     break;
                 case "--floods":
                     floods = Value() == "on";
@@ -107,7 +119,7 @@ internal static class Program
             {
                 var traffic = new SyntheticTraffic(workload.Shape);
                 long frames = Math.Max(10_000, (long)(workload.Frames * scale));
-                var options = new LoadOptions(frames, window, pacedRate, PacedFrames: Math.Max(2_000, (int)(30_000 * Math.Min(1, scale * 5))));
+                var options = new LoadOptions(frames, window, pacedRate, PacedFrames: Math.Max(2_000, (int)(30_000 * Math.Min(1, scale * 5))), warmupSeconds);
                 // Alternate who goes first, so no target always runs on a cooler (or warmer) machine.
                 for (int k = 0; k < targets.Length; k++)
                 {
@@ -161,10 +173,66 @@ internal static class Program
             }
         }
 
-        var result = new BenchmarkResult(machine, runs, scale, settings.MaxQueueSize, window, pacedRate, done, Report.Medians(done, workloads), floodRecords);
+        var result = new BenchmarkResult(machine, runs, scale, settings.MaxQueueSize, window, pacedRate, done, Report.Medians(done, workloads), floodRecords, warmupSeconds);
         Write(result, workloads, output, document);
         return 0;
     }
+
+    /// <summary><c>startup [--runs N] [--port P] [--env N=V ...] COMMAND...</c>: fresh starts of one build, each measured and printed, then medians.</summary>
+    private static int StartupCommand(string[] args)
+    {
+        int runs = 5;
+        int port = 21300;
+        var environment = new Dictionary<string, string>();
+        int i = 0;
+        for (; i < args.Length && args[i].StartsWith("--", StringComparison.Ordinal); i += 2)
+        {
+            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--runs":
+                    runs = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--port":
+                    port = int.Parse(value, CultureInfo.InvariantCulture);
+                    break;
+                case "--env":
+                    string[] pair = value.Split('=', 2);
+                    environment[pair[0]] = pair.Length == 2 ? pair[1] : string.Empty;
+                    break;
+                default:
+                    Console.Error.WriteLine(Help);
+                    return 2;
+            }
+        }
+
+        string command = string.Join(' ', args[i..]);
+        if (command.Length == 0)
+        {
+            Console.Error.WriteLine(Help);
+            return 2;
+        }
+
+        var done = new List<StartupMeasurement>();
+        for (int run = 1; run <= runs; run++)
+        {
+            StartupMeasurement m = Startup.Run(command, environment, port + (run % 4 * 10));
+            done.Add(m);
+            Console.WriteLine(Describe($"run {run}", m));
+        }
+
+        double Median(Func<StartupMeasurement, double> figure)
+        {
+            double[] sorted = [.. done.Select(figure).Order()];
+            return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+        }
+
+        Console.WriteLine(Describe("median", new StartupMeasurement(Median(m => m.Accepting), Median(m => m.FirstReleased), Median(m => m.FirstDivergence), Median(m => m.First100k), Median(m => m.Warm100k), Median(m => m.CpuSeconds), (long)Median(m => m.PeakRssBytes))));
+        return 0;
+    }
+
+    private static string Describe(string what, StartupMeasurement m) => string.Create(CultureInfo.InvariantCulture,
+        $"{what,-7} accepting {m.Accepting,6:0} ms  first frame out {m.FirstReleased,6:0} ms  first divergence -> DO_CHECKPOINT {m.FirstDivergence,6:0.0} ms  first 100k frames {m.First100k,6:0} ms  warm 100k {m.Warm100k,6:0} ms  cpu {m.CpuSeconds:0.00} s  peak rss {m.PeakRssBytes / 1048576.0:0} MB");
 
     /// <summary>Writes the JSON, the chart and the Markdown section (and the document's section, when given).</summary>
     private static void Write(BenchmarkResult result, IReadOnlyList<Workload> workloads, string output, string? document)

@@ -46,7 +46,8 @@ internal sealed record BenchmarkResult(
     int PacedRate,
     IReadOnlyList<RunRecord> RunsDone,
     IReadOnlyList<MedianRecord> Medians,
-    IReadOnlyList<FloodRecord> Floods);
+    IReadOnlyList<FloodRecord> Floods,
+    double WarmupSeconds = 0);
 
 /// <summary>Medians, ratios, the JSON file, the Markdown section and the chart.</summary>
 internal static class Report
@@ -131,7 +132,7 @@ internal static class Report
         var text = new StringBuilder();
         MachineRecord m = result.Machine;
         text.AppendLine(CultureInfo.InvariantCulture, $"Run {m.Date} on {m.Cpu}, {m.Cores} cores, {m.Memory} RAM, {m.Os}, Linux {m.Kernel}; {m.Qemu}; {m.Dotnet}; commit {m.Commit}.");
-        text.AppendLine(CultureInfo.InvariantCulture, $"{result.Runs} runs per target and workload, alternating, medians; scale {result.Scale} ({string.Join(", ", workloads.Select(w => $"{w.Name} {(long)(w.Frames * result.Scale):N0}"))} frames a run); max_queue_size {result.MaxQueueSize} for every comparator, at most {result.Window} frames in flight; paced latency at {result.PacedRate:N0} frames/s. Raw figures: [{jsonName}]({jsonName}).");
+        text.AppendLine(CultureInfo.InvariantCulture, $"{result.Runs} runs per target and workload, alternating, medians; scale {result.Scale} ({string.Join(", ", workloads.Select(w => $"{w.Name} {(long)(w.Frames * result.Scale):N0}"))} frames measured a run{(result.WarmupSeconds > 0 ? string.Create(CultureInfo.InvariantCulture, $", after {result.WarmupSeconds:0.#} s of the same traffic to warm up") : ", the first tenth as warm-up")}); max_queue_size {result.MaxQueueSize} for every comparator, at most {result.Window} frames in flight; paced latency at {result.PacedRate:N0} frames/s. Raw figures: [{jsonName}]({jsonName}).");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"![packets per second]({chartName})");
         text.AppendLine();

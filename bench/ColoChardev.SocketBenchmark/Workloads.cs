@@ -7,7 +7,7 @@ namespace ColoChardev.SocketBenchmark;
 /// <param name="Name">Short name (JSON, command line).</param>
 /// <param name="Title">What the report calls it.</param>
 /// <param name="Shape">The frames.</param>
-/// <param name="Frames">Frames per run at scale 1 (the first tenth warms up and is not measured).</param>
+/// <param name="Frames">Frames per run at scale 1 (measured after the warm-up).</param>
 internal sealed record Workload(string Name, string Title, TrafficShape Shape, long Frames)
 {
     /// <summary>The six workloads.</summary>

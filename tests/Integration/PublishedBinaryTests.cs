@@ -1,8 +1,9 @@
+using System.Reflection.PortableExecutable;
 using ColoChardev.Testbed;
 
 namespace ColoChardev.Integration;
 
-/// <summary><c>dotnet publish</c> gives a <c>colo-compare</c> binary that runs by itself.</summary>
+/// <summary><c>dotnet publish</c> gives a <c>colo-compare</c> binary that runs by itself, compiled ahead of time (ReadyToRun).</summary>
 public sealed class PublishedBinaryTests : IDisposable
 {
     private readonly string _output = Path.Combine(Path.GetTempPath(), "colo-publish-" + Guid.NewGuid().ToString("N")[..8]);
@@ -29,6 +30,12 @@ public sealed class PublishedBinaryTests : IDisposable
         Assert.True(published == 0, log);
         string binary = Path.Combine(_output, "colo-compare");
         Assert.True(File.Exists(binary), $"no {binary}");
+        foreach (string assembly in new[] { "colo-compare.dll", "ColoChardev.ChardevProtocol.dll", "ColoChardev.QmpClient.dll" })
+        {
+            // A ReadyToRun image carries native code, announced by the CLI header's managed native header.
+            using var pe = new PEReader(File.OpenRead(Path.Combine(_output, assembly)));
+            Assert.True(pe.PEHeaders.CorHeader?.ManagedNativeHeaderDirectory.Size > 0, $"{assembly} is not ReadyToRun");
+        }
 
         (int help, string usage) = await RunAsync(binary, "--help");
         Assert.Equal(0, help);

