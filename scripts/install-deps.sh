@@ -28,6 +28,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 # The container engine for the container tests (Engine 20.10, API 1.41); scripts/start-docker.sh starts it.
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+# The second benchmark harness (bench/c-harness) and its test are C: gcc and libc's headers.
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 # QEMU 10.0 and 11.1 come from Debian roots that scripts/qemu/qemu.sh makes with debootstrap.
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 

@@ -129,6 +129,14 @@ internal static class Program
                     done.Add(new RunRecord(workload.Name, RunningTarget.Name(kind), run, m));
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"run {run} {workload.Name,-11} {RunningTarget.Name(kind),-20} {m.PacketsPerSecond,10:N0} pps {m.MegabytesPerSecond,7:N0} MB/s  cpu {m.CpuSeconds,5:0.00} s  paced p50/p99 {m.PacedLatencyP50,6:0} /{m.PacedLatencyP99,6:0} µs  loaded p99 {m.LoadedLatencyP99 / 1000,6:0.0} ms  rss {m.PeakRssBytes / 1048576.0,4:0} MB  requests {m.CheckpointRequests}{(m.AllocatedBytesPerFrame is double a ? $"  alloc {a:0.000} B/frame gen0 {m.Gen0Collections}" : string.Empty)}"));
+                    if (kind == TargetKind.Daemon && m.CheckpointRequests > m.Divergences)
+                    {
+                        // Checkpoints asked for on identical traffic: say why (the daemon's own words).
+                        foreach (string line in target.Lines.Where(l => l.Contains("divergence", StringComparison.Ordinal)).Take(3).Concat(target.Lines.Where(l => l.Contains("checkpoint requests", StringComparison.Ordinal)).TakeLast(1)))
+                        {
+                            Console.WriteLine("    " + line);
+                        }
+                    }
                 }
             }
         }

@@ -5,9 +5,11 @@
  * chunk after chunk, as fast as the sockets take them, never waiting for outdev; a forked receiver reads outdev,
  * checks that every frame arrives once, in order within its flow, intact (every 16th byte for byte), answers
  * DO_CHECKPOINT on notify_dev with COLO_CHECKPOINT, and times the frames after the warm-up. With -P PID it reads
- * that process's CPU time (/proc/PID/stat) over the same window.
+ * that process's CPU time (/proc/PID/stat) over the same window and its peak RSS. A frame lost, duplicated or
+ * altered fails the run; frames out of order within their flow are counted (reordered=, QEMU's UDP comparison
+ * reorders: spec 2.5) and fail it only with -O.
  *
- *   colo-blast -p PRI -s SEC -o OUT [-n NOTIFY] [-f FRAMES] [-w WARMUP] [-b BYTES] [-k FLOWS] [-u] [-v] [-P PID]
+ *   colo-blast -p PRI -s SEC -o OUT [-n NOTIFY] [-f FRAMES] [-w WARMUP] [-b BYTES] [-k FLOWS] [-u] [-v] [-O] [-P PID]
  *
  * Prints one line: key=value figures. Exit 0 when every frame came out intact, 1 otherwise. Only 127.0.0.1.
  */
@@ -162,15 +164,15 @@ static void write_frame(const struct shape *s, uint8_t **templates, long id, uin
 }
 
 struct receiver_result {
-    long received, requests;
+    long received, requests, reordered;
     double seconds, cpu;
     char error[200];
 };
 
 /* Reads outdev until `total` frames came, answering notify_dev meanwhile. */
-static void receive(const struct shape *s, uint8_t **templates, int outdev, int notify, long total, long warmup, int pid, struct receiver_result *r)
+static void receive(const struct shape *s, uint8_t **templates, int outdev, int notify, long total, long warmup, int pid, int strict_order, struct receiver_result *r)
 {
-    uint8_t *buffer = malloc(RECEIVE_BYTES), *expected = malloc(s->framed);
+    uint8_t *buffer = malloc(RECEIVE_BYTES), *expected = malloc(s->framed), *seen = calloc(total / 8 + 1, 1);
     long *next = calloc(s->flows, sizeof *next);
     for (int f = 0; f < s->flows; f++)
         next[f] = f;
@@ -225,12 +227,21 @@ static void receive(const struct shape *s, uint8_t **templates, int outdev, int 
                 break;
             long id;
             memcpy(&id, buffer + off + s->payload_offset, sizeof id);
-            int flow = (int)(((id % s->flows) + s->flows) % s->flows);
-            if (id != next[flow]) {
-                snprintf(r->error, sizeof r->error, "flow %d: frame %ld came where %ld was due (lost, duplicated or reordered)", flow, id, next[flow]);
+            if (id < 0 || id >= total || (seen[id / 8] & (1 << (id % 8)))) {
+                snprintf(r->error, sizeof r->error, "frame %ld came %s", id, id < 0 || id >= total ? "but was never sent" : "twice");
                 return;
             }
-            next[flow] += s->flows;
+            seen[id / 8] |= 1 << (id % 8);
+            int flow = (int)(id % s->flows);
+            if (id != next[flow]) {
+                r->reordered++;
+                if (strict_order) {
+                    snprintf(r->error, sizeof r->error, "flow %d: frame %ld came where %ld was due (out of order)", flow, id, next[flow]);
+                    return;
+                }
+            }
+            if (id + s->flows > next[flow])
+                next[flow] = id + s->flows;
             if ((id & 15) == 0) {
                 write_frame(s, templates, id, expected);
                 if (memcmp(expected, buffer + off, s->framed) != 0) {
@@ -253,10 +264,10 @@ static void receive(const struct shape *s, uint8_t **templates, int outdev, int 
 
 int main(int argc, char **argv)
 {
-    int primary_port = 0, secondary_port = 0, outdev_port = 0, notify_port = 0, pid = 0, opt;
+    int primary_port = 0, secondary_port = 0, outdev_port = 0, notify_port = 0, pid = 0, strict_order = 0, opt;
     long frames = 1000000, warmup = -1;
     struct shape s = {.flows = 1, .frame_bytes = 1454};
-    while ((opt = getopt(argc, argv, "p:s:o:n:f:w:b:k:uvP:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:s:o:n:f:w:b:k:uvOP:")) != -1) {
         switch (opt) {
         case 'p': primary_port = atoi(optarg); break;
         case 's': secondary_port = atoi(optarg); break;
@@ -268,9 +279,10 @@ int main(int argc, char **argv)
         case 'k': s.flows = atoi(optarg); break;
         case 'u': s.udp = 1; break;
         case 'v': s.vnet = 1; break;
+        case 'O': strict_order = 1; break;
         case 'P': pid = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: colo-blast -p PRI -s SEC -o OUT [-n NOTIFY] [-f FRAMES] [-w WARMUP] [-b BYTES] [-k FLOWS] [-u] [-v] [-P PID]\n");
+            fprintf(stderr, "usage: colo-blast -p PRI -s SEC -o OUT [-n NOTIFY] [-f FRAMES] [-w WARMUP] [-b BYTES] [-k FLOWS] [-u] [-v] [-O] [-P PID]\n");
             return 2;
         }
     }
@@ -308,7 +320,7 @@ int main(int argc, char **argv)
         close(primary);
         close(secondary);
         struct receiver_result r;
-        receive(&s, templates, outdev, notify, frames, warmup, pid, &r);
+        receive(&s, templates, outdev, notify, frames, warmup, pid, strict_order, &r);
         ssize_t w = write(channel[1], &r, sizeof r);
         _exit(w == (ssize_t)sizeof r && r.error[0] == 0 ? 0 : 1);
     }
@@ -337,9 +349,9 @@ int main(int argc, char **argv)
     int status = 0;
     waitpid(child, &status, 0);
     long measured = frames - warmup;
-    printf("rss_kb=%ld frames=%ld measured=%ld seconds=%.4f pps=%.0f mbps=%.1f cpu_us_per_frame=%.3f checkpoint_requests=%ld sender_seconds=%.3f%s%s\n",
+    printf("rss_kb=%ld frames=%ld measured=%ld seconds=%.4f pps=%.0f mbps=%.1f cpu_us_per_frame=%.3f checkpoint_requests=%ld reordered=%ld sender_seconds=%.3f%s%s\n",
            pid > 0 ? peak_rss_kb(pid) : 0, r.received, measured, r.seconds, r.seconds > 0 ? measured / r.seconds : 0, r.seconds > 0 ? measured * (double)s.frame_bytes / r.seconds / 1e6 : 0,
-           r.cpu >= 0 && measured > 0 ? r.cpu * 1e6 / measured : -1, r.requests, sent_seconds, r.error[0] ? " error=" : "", r.error);
+           r.cpu >= 0 && measured > 0 ? r.cpu * 1e6 / measured : -1, r.requests, r.reordered, sent_seconds, r.error[0] ? " error=" : "", r.error);
     close(primary);
     close(secondary);
     return r.error[0] == 0 && r.received == frames ? 0 : 1;

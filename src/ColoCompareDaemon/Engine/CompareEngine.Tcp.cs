@@ -137,6 +137,12 @@ public sealed partial class CompareEngine
 
         flow.ComparedSeq = pStart + (uint)length;
         flow.HasComparedSeq = true;
+        if (flow.HasCompareStart && flow.ComparedSeq - flow.CompareStartSeq > MaxTcpWindow)
+        {
+            // More than any TCP window (2^30 bytes, RFC 7323) compared since the start: nothing from before it can
+            // still come, and past 2^31 bytes the wrap-safe comparison would take every new byte for one from before.
+            flow.HasCompareStart = false;
+        }
         if (s.Compared == s.DataLength)
         {
             DropSecondaryAt(flow, 0, DropReason.Matched);
@@ -181,6 +187,9 @@ public sealed partial class CompareEngine
     /// bytes are skipped.
     /// </summary>
     public const long MidStreamGraceMs = 100;
+
+    /// <summary>The largest window a TCP sender may use (RFC 7323: 2^30 bytes): how far back a retransmission can reach.</summary>
+    private const uint MaxTcpWindow = 1u << 30;
 
     private void Unverifiable(Flow flow)
     {

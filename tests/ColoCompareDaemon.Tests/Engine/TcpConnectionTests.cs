@@ -1,3 +1,4 @@
+using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.ChardevProtocol.Packets;
 using ColoChardev.Daemon.Engine;
 using ColoChardev.Testbed;
@@ -193,6 +194,45 @@ public class TcpConnectionTests
         h.AssertAccounting();
     }
 
+    [Theory]
+    [InlineData(1_000_000u)] // as the socket benchmark's flows, which found it: 2^31 bytes in, at ~1.5 M frames
+    [InlineData(0xF000_0000u)] // and across the 32-bit wrap on the way
+    public void A_flow_that_carries_more_than_two_gigabytes_stays_compared_without_a_checkpoint(uint start)
+    {
+        // Comparison starts where the flow was first seen; bytes from before that start are held for a checkpoint.
+        // Wrap-safe sequence arithmetic only orders numbers within 2^31 of each other, so the start must not be
+        // remembered for ever: 2^31 bytes later, every new byte looked like one from before it (a spurious
+        // "Uncomparable" checkpoint, and thousands of frames released uncompared).
+        var actions = new CountingActions();
+        var engine = new CompareEngine(new CompareOptions(), actions);
+        const int segment = 65_000;
+        byte[] primary = Frames.Tcp(start, new byte[segment]);
+        byte[] secondary = Frames.Tcp(start, new byte[segment], mac: 2);
+        const int sequenceOffset = 14 + 20 + 4;
+        long segments = ((1L << 31) / segment) + 2_000; // well past 2^31 bytes
+        long now = 1_000;
+        for (long i = 0; i < segments; i++)
+        {
+            uint seq = unchecked(start + (uint)(i * segment));
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(primary.AsSpan(sequenceOffset), seq);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(secondary.AsSpan(sequenceOffset), seq);
+            engine.OnPrimary(ChardevFrame.Rent(primary, 0), now);
+            engine.OnSecondary(ChardevFrame.Rent(secondary, 0), now);
+            Assert.True(actions.Requests == 0, $"segment {i} (sequence {seq}, {i * (long)segment} bytes in): checkpoint requested ({actions.LastReason})");
+        }
+
+        Assert.Equal(segments, actions.Released);
+        Assert.Equal(segments, engine.Counters.ReleasedBy(ReleaseReason.Matched));
+
+        // A straggler from before the start is still held back while the start is recent (the rule itself stays).
+        var fresh = new EngineHarness(new CompareOptions { ExpiredScanCycleMs = 50 });
+        fresh.P(Frames.Tcp(2_003, "3456789"));
+        fresh.S(Frames.Tcp(2_000, "0123456789", mac: 2));
+        fresh.Advance(TcpCompareGrace + 60);
+        fresh.P(Frames.Tcp(2_000, "012"));
+        Assert.Equal(CheckpointReason.Uncomparable, Assert.Single(fresh.Requests).Reason);
+    }
+
     private static long TcpCompareGrace => CompareEngine.MidStreamGraceMs;
 
     private static void OldConnection(EngineHarness h, string close)
@@ -213,5 +253,33 @@ public class TcpConnectionTests
         }
 
         Assert.Empty(h.Requests);
+    }
+
+    /// <summary>Counts what the engine does, keeping nothing (gigabytes pass through).</summary>
+    private sealed class CountingActions : ICompareActions
+    {
+        public long Released { get; private set; }
+
+        public long Requests { get; private set; }
+
+        public CheckpointReason? LastReason { get; private set; }
+
+        public void Release(ChardevFrame frame, ReleaseReason reason)
+        {
+            Released++;
+            frame.Dispose();
+        }
+
+        public void Drop(ChardevFrame frame, PacketSide side, DropReason reason) => frame.Dispose();
+
+        public void RequestCheckpoint(CheckpointReason reason, FlowKey flow)
+        {
+            Requests++;
+            LastReason = reason;
+        }
+
+        public void Diverged(Divergence divergence)
+        {
+        }
     }
 }
