@@ -24,6 +24,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+scripts/install-deps.sh >/dev/null
 build=$(mktemp -d /tmp/c-harness.XXXXXX)
 trap 'rm -rf "$build"' EXIT
 gcc -O2 -Wall -Wextra -o "$build/colo-blast" bench/c-harness/colo-blast.c

@@ -124,6 +124,11 @@ internal sealed partial class OutdevWriter
         long expired = 0;
         while (queue.TryPeek(out Batch head) && now - head.ReleasedMs > _limits.HoldMs && queue.TryRead(out Batch old))
         {
+            if (old.Frames is null)
+            {
+                continue; // a wake-up
+            }
+
             expired += old.Frames.Count;
             Discard(old, OutdevDropReason.Expired);
         }
