@@ -84,6 +84,30 @@ public sealed class StartupErrorTests : IDisposable
         Assert.Equal("not a socket", await File.ReadAllTextAsync(plainFile));
     }
 
+    [Fact]
+    public async Task A_sigterm_as_soon_as_the_daemon_has_bound_is_a_clean_stop_with_exit_code_0()
+    {
+        // A service manager or cluster agent may stop a daemon it has just started. The host handles signals only
+        // once it runs, after binding and its first lines: a SIGTERM in between killed the process (exit 143).
+        for (int round = 0; round < 10; round++)
+        {
+            string[] arguments =
+            [
+                "-chardev", $"socket,id=pri,host=127.0.0.1,port={FreePort.Next()},server=on,wait=off",
+                "-chardev", $"socket,id=sec,host=127.0.0.1,port={FreePort.Next()},server=on,wait=off",
+                "-chardev", $"socket,id=out,host=127.0.0.1,port={FreePort.Next()},server=on,wait=off",
+                "-object", "colo-compare,id=cc0,primary_in=pri,secondary_in=sec,outdev=out",
+                // What binds after the first chardev widens the window (the metrics endpoint takes tens of ms to start).
+                "--metrics", $"127.0.0.1:{FreePort.Next()}",
+                "--control", Path.Combine(_directory, $"control{round}.sock"),
+            ];
+            await using DaemonProcess daemon = DaemonProcess.Start(arguments);
+            daemon.TerminateOnLine("chardev 'out': listening on"); // the last line before the host runs
+            Assert.Equal(0, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            AssertNoTrace(daemon);
+        }
+    }
+
     private static void AssertNoTrace(DaemonProcess daemon)
     {
         Assert.DoesNotContain(daemon.Lines, l => l.Contains("   at ", StringComparison.Ordinal) || l.Contains("Unhandled", StringComparison.Ordinal) || l.Contains("fail:", StringComparison.Ordinal));

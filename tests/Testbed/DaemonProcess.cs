@@ -12,6 +12,7 @@ public sealed class DaemonProcess : IAsyncDisposable
     private readonly Process _process;
     private readonly List<string> _lines = [];
     private readonly List<string> _errorLines = [];
+    private volatile string? _terminateOnLine;
 
     private DaemonProcess(Process process)
     {
@@ -88,6 +89,13 @@ public sealed class DaemonProcess : IAsyncDisposable
         var daemon = new DaemonProcess(process);
         void Collect(object? sender, DataReceivedEventArgs e)
         {
+            if (e.Data is not null && daemon._terminateOnLine is string text && e.Data.Contains(text, StringComparison.Ordinal))
+            {
+                // From the reading thread, the moment the line is seen: no polling delay.
+                daemon._terminateOnLine = null;
+                _ = Tmds.Linux.LibC.kill(process.Id, Tmds.Linux.LibC.SIGTERM);
+            }
+
             if (e.Data is not null)
             {
                 lock (daemon._lines)
@@ -136,6 +144,9 @@ public sealed class DaemonProcess : IAsyncDisposable
 
         throw new TimeoutException($"no line with '{text}' within {timeout}; the daemon said:\n{Output}");
     }
+
+    /// <summary>Sends SIGTERM the moment a line containing <paramref name="text"/> is printed (for races at start-up).</summary>
+    public void TerminateOnLine(string text) => _terminateOnLine = text;
 
     /// <summary>Sends SIGTERM and waits for the exit code.</summary>
     public async Task<int> StopAsync(TimeSpan timeout)

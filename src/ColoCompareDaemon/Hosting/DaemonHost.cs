@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ColoChardev.Daemon.Control;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -47,8 +48,29 @@ internal static class DaemonHost
         builder.Services.AddSingleton<CompareService>();
         builder.Services.AddHostedService(services => services.GetRequiredService<CompareService>());
         using IHost host = builder.Build();
+
+        // The host handles SIGTERM and SIGINT only once it runs; Open() binds and logs before that. A stop in between
+        // (a service manager or cluster agent stopping a daemon it just started) would kill the process by the signal
+        // (exit 143) instead of stopping it: CI's SystemdUnitTests caught it. From here on a signal is a clean stop.
+        using var stopRequested = new CancellationTokenSource();
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stopRequested.Cancel();
+        }
+
+        using PosixSignalRegistration terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using PosixSignalRegistration interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         host.Services.GetRequiredService<CompareService>().Open();
-        await host.RunAsync().ConfigureAwait(false);
+        try
+        {
+            await host.RunAsync(stopRequested.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopRequested.IsCancellationRequested)
+        {
+            // Stopped before the host had started: nothing ran yet, the bound sockets close with the host.
+        }
+
         return 0;
     }
 }
