@@ -6,7 +6,7 @@
 #
 #   ./scripts/bench.sh [--runs 3] [--scale 1] [--workloads tcp1454,...] [--targets qemu,daemon,relay] [--floods on|off]
 #                      [--out DIR] [--update-docs docs/performance.md]
-# About 12 minutes with the defaults on a 2-core machine; --scale 0.05 --runs 1 takes under a minute.
+# About 15 minutes with the defaults on a 2-core machine (2 s of warm-up per run); --scale 0.05 --runs 1 about two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

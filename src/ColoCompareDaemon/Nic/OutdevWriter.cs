@@ -202,27 +202,8 @@ internal sealed partial class OutdevWriter : IDisposable
             }
 
             // Write whole batches up to FlushBytes, then flush: one send per batch in the common case.
-            long frames = 0;
-            long bytes = 0;
             List<Batch> written = _inFlight;
-            while (bytes < FlushBytes && (carried.Frames is not null || queue.TryRead(out carried)))
-            {
-                if (carried.Frames is null)
-                {
-                    continue; // a wake-up: nothing to write
-                }
-
-                foreach (ChardevFrame frame in carried.Frames!)
-                {
-                    connection.Writer.Write(frame);
-                }
-
-                frames += carried.Frames!.Count;
-                bytes += carried.Bytes;
-                written.Add(carried);
-                carried = default;
-            }
-
+            (long frames, long bytes) = BufferBatches(connection, queue, ref carried, written);
             if (written.Count == 0)
             {
                 continue; // only wake-ups were queued
@@ -254,6 +235,35 @@ internal sealed partial class OutdevWriter : IDisposable
             Interlocked.Add(ref _backlogFrames, -frames);
             Progressed();
         }
+    }
+
+    /// <summary>
+    /// Puts whole batches into the connection's writer, up to <see cref="FlushBytes"/>, skipping wake-ups:
+    /// <paramref name="carried"/> first (a batch read but not written yet), then what the queue holds.
+    /// </summary>
+    private static (long Frames, long Bytes) BufferBatches(ChardevConnection connection, ChannelReader<Batch> queue, ref Batch carried, List<Batch> written)
+    {
+        long frames = 0;
+        long bytes = 0;
+        while (bytes < FlushBytes && (carried.Frames is not null || queue.TryRead(out carried)))
+        {
+            if (carried.Frames is null)
+            {
+                continue; // a wake-up: nothing to write
+            }
+
+            foreach (ChardevFrame frame in carried.Frames)
+            {
+                connection.Writer.Write(frame);
+            }
+
+            frames += carried.Frames.Count;
+            bytes += carried.Bytes;
+            written.Add(carried);
+            carried = default;
+        }
+
+        return (frames, bytes);
     }
 
     private void Discard(Batch batch, OutdevDropReason reason)
