@@ -143,6 +143,7 @@ public sealed partial class CompareEngine
             // still come, and past 2^31 bytes the wrap-safe comparison would take every new byte for one from before.
             flow.HasCompareStart = false;
         }
+
         if (s.Compared == s.DataLength)
         {
             DropSecondaryAt(flow, 0, DropReason.Matched);
