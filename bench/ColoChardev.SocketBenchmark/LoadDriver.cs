@@ -52,7 +52,8 @@ internal sealed class LoadDriver
     /// <summary>Most frames the warm-up sends, whatever its time (bounds the arrays below).</summary>
     private readonly long _warmupCap;
     private long _total; // read by the receiver: warm-up, measured and paced frames, known once the warm-up ends
-    private long _warmup = long.MaxValue; // frames of the warm-up, once it ended
+    private long _warmup; // frames of the warm-up, once it ended
+    private long _measuredEnd = long.MaxValue; // the receiver's end of the measured window: warm-up + measured frames, once known
     private readonly long[] _sendTicks;
     private readonly byte[] _seen;
     private readonly long[] _latencies;
@@ -225,9 +226,10 @@ internal sealed class LoadDriver
             // Everything sent has come back: the measured window starts now, from an empty pipeline.
             (_warmTicks, _warmCpu, _warmLines) = (Stopwatch.GetTimestamp(), ProcessMetrics.CpuSeconds(_target.ProcessId), _target.Lines.Count);
             (_requestsInWarmup, _divergencesInWarmup) = (Interlocked.Read(ref _checkpointRequests), _divergences);
-            Volatile.Write(ref _warmup, warm);
-            Volatile.Write(ref _total, warm + _options.Frames + _options.PacedFrames);
             long measuredEnd = warm + _options.Frames;
+            _warmup = warm;
+            Volatile.Write(ref _total, measuredEnd + _options.PacedFrames);
+            Volatile.Write(ref _measuredEnd, measuredEnd);
             SendPhase(warm, measuredEnd, chunkFrames, primary, secondary, paced: false);
             if (!WaitFor(measuredEnd, "the throughput phase"))
             {
@@ -407,7 +409,7 @@ internal sealed class LoadDriver
                     _latencies[received] = now - _sendTicks[id];
                     received++;
                     offset += framed;
-                    if (received == Volatile.Read(ref _warmup) + _options.Frames)
+                    if (received == Volatile.Read(ref _measuredEnd))
                     {
                         (_endTicks, _endCpu) = (now, ProcessMetrics.CpuSeconds(_target.ProcessId));
                         _endLines = _target.Lines.Count;
