@@ -51,7 +51,11 @@ internal static class Usage
           --outdev-hold-ms MS    how long a released frame waits for an outdev peer while none is connected
                                  (default 2000, 0: none); older ones are dropped and counted
           --queue-budget-mb N    memory the comparison may hold (default 64): queued frames and the flow table;
-                                 at the bound idle flows are forgotten first, then packets dropped and counted
+                                 from 3/4 of it the input that is ahead is no longer read (back-pressure) until
+                                 the queues are down to half or a checkpoint is outstanding; at the bound idle
+                                 flows are forgotten first, then packets dropped and counted
+          --queue-stall-ms MS    how long such a pause lasts while that input's queue does not shrink (default
+                                 200): then a checkpoint is requested and reading resumes; 0: never pause
           --compare-ipv6 on|off, --compare-vlan on|off
                                  compare IPv6 / VLAN-tagged traffic (default on; off passes it uncompared, as QEMU 7.2)
           --log-level LEVEL      trace, debug, information (default), warning, error

@@ -45,7 +45,17 @@ public sealed class OutdevBackPressureTests(ITestOutputHelper output) : IDisposa
         long peakRss = 0;
         while (received.Count < Frames)
         {
-            using ChardevFrame frame = (await rig.Outdev.Reader.ReadFrameAsync(read.Token)) ?? throw new EndOfStreamException();
+            ChardevFrame? next;
+            try
+            {
+                next = await rig.Outdev.Reader.ReadFrameAsync(read.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"{received.Count} of {Frames} frames arrived; {await StatsAsync()}; the daemon said:\n{rig.Daemon.Output}");
+            }
+
+            using ChardevFrame frame = next ?? throw new EndOfStreamException();
             received.Add(Sequence(frame.Payload));
             if (received.Count % 100 == 0)
             {

@@ -33,6 +33,7 @@ public static class CommandLine
         ["--outdev-stall-ms"] = static (a, o, v) => a.Outdev = a.Outdev with { StallMs = Number(o, v, 1, 3_600_000) },
         ["--outdev-hold-ms"] = static (a, o, v) => a.Outdev = a.Outdev with { HoldMs = Number(o, v, 0, 3_600_000) },
         ["--queue-budget-mb"] = static (a, o, v) => a.Common = a.Common with { QueueBudgetBytes = Number(o, v, 1, 1 << 20) * 1024L * 1024 },
+        ["--queue-stall-ms"] = static (a, o, v) => a.Common = a.Common with { QueueStallMs = Number(o, v, 0, 3_600_000) },
         ["--compare-ipv6"] = static (a, o, v) => a.Common = a.Common with { CompareIpv6 = Boolean(o, v) },
         ["--compare-vlan"] = static (a, o, v) => a.Common = a.Common with { CompareVlan = Boolean(o, v) },
         ["--restore-redirector"] = static (a, _, v) => a.Restore = v,

@@ -131,6 +131,10 @@ internal sealed class StatusView(IReadOnlyList<ComparedNic> nics, QmpCheckpointC
             w.WriteNumber("outdev-pauses", nic.Outdev.Pauses);
             w.WriteNumber("outdev-paused-ms", nic.Outdev.PausedMs);
             w.WriteNumber("outdev-stalls", nic.Outdev.Stalls);
+            QueueBackPressure q = nic.QueuePressure;
+            Map(w, "queue-pauses", [("primary_in", q.Pauses(PacketSide.Primary)), ("secondary_in", q.Pauses(PacketSide.Secondary))]);
+            Map(w, "queue-paused-ms", [("primary_in", q.PausedMs(PacketSide.Primary)), ("secondary_in", q.PausedMs(PacketSide.Secondary))]);
+            Map(w, "queue-stalls", [("primary_in", q.Stalls(PacketSide.Primary)), ("secondary_in", q.Stalls(PacketSide.Secondary))]);
             w.WriteNumber("primary-dropped", c.PrimaryDropped);
             w.WriteNumber("primary-queued", c.PrimaryQueued);
             w.WriteNumber("secondary-queued", c.SecondaryQueued);

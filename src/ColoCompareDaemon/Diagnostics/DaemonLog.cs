@@ -30,6 +30,12 @@ internal static partial class DaemonLog
     [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': outdev takes bytes again after a stall of {Milliseconds} ms; {Dropped} released frames were dropped meanwhile; back-pressure is on again")]
     public static partial void OutdevRecovered(ILogger logger, string nic, long milliseconds, long dropped);
 
+    [LoggerMessage(EventId = 233, Level = LogLevel.Debug, Message = "colo-compare '{Nic}': the queues hold {Bytes} of the {Budget}-byte budget; reading {Side} (ahead) paused until they are down to half")]
+    public static partial void QueuePaused(ILogger logger, string nic, string side, long bytes, long budget);
+
+    [LoggerMessage(EventId = 234, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': {Side}'s queue did not shrink for {QuietMs} ms of a {PausedMs}-ms pause for the queue budget: a checkpoint is requested (QueueBudget) and reading resumes; frames beyond the budget are dropped (counted) until the queues are down to half")]
+    public static partial void QueueStalled(ILogger logger, string nic, string side, long quietMs, long pausedMs);
+
     [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "colo-compare '{Nic}': dropped {Frames} released frames that waited more than {HoldMs} ms for an outdev peer (--outdev-hold-ms)")]
     public static partial void OutdevExpired(ILogger logger, string nic, long frames, long holdMs);
 

@@ -37,6 +37,9 @@ public sealed class CompareCounters
     /// <summary>Frame bytes queued now, both sides.</summary>
     public long QueuedBytes { get; internal set; }
 
+    /// <summary>Of <see cref="QueuedBytes"/>, those held by primary frames.</summary>
+    public long PrimaryQueuedBytes { get; internal set; }
+
     /// <summary>Checkpoint requests handed to <see cref="ICompareActions.RequestCheckpoint"/>.</summary>
     public long CheckpointRequests { get; internal set; }
 

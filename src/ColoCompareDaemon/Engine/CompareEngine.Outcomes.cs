@@ -139,6 +139,7 @@ public sealed partial class CompareEngine
         flow.Primary.RemoveAt(index);
         Counters.PrimaryQueued--;
         Counters.QueuedBytes -= Held(frame);
+        Counters.PrimaryQueuedBytes -= Held(frame);
         Release(frame, reason);
     }
 

@@ -100,6 +100,9 @@ public sealed partial class CompareEngine
     /// <summary>True while a checkpoint request has been made and no checkpoint has completed since.</summary>
     public bool CheckpointOutstanding => _checkpointOutstanding;
 
+    /// <summary>What the queue budget is charged now: queued frames (buffers and slots) and the flow table.</summary>
+    public long BudgetUsedBytes => Counters.QueuedBytes + FlowStateBytes;
+
     /// <summary>A frame from the primary guest. The engine owns it from here on.</summary>
     public void OnPrimary(ChardevFrame frame, long nowMs)
     {
@@ -182,6 +185,7 @@ public sealed partial class CompareEngine
         if (side == PacketSide.Primary)
         {
             Counters.PrimaryQueued++;
+            Counters.PrimaryQueuedBytes += Held(frame);
         }
         else
         {
@@ -259,6 +263,29 @@ public sealed partial class CompareEngine
         Counters.CheckpointsCompleted++;
         _checkpointOutstanding = false;
         Flush(ReleaseReason.Checkpoint, DropReason.Checkpoint);
+    }
+
+    /// <summary>
+    /// The queues are near their budget and did not drain during a pause of the input that is ahead (the NIC's
+    /// back-pressure): a checkpoint is requested (reason <see cref="CheckpointReason.QueueBudget"/>, for the flow that
+    /// holds the most frames), which empties them before the budget's drops begin. Nothing if one is outstanding.
+    /// </summary>
+    public void OnQueueStalled(long nowMs)
+    {
+        _nowMs = nowMs;
+        Flow? fullest = null;
+        foreach (Flow flow in _flowList)
+        {
+            if (fullest is null || flow.Primary.Count + flow.Secondary.Count > fullest.Primary.Count + fullest.Secondary.Count)
+            {
+                fullest = flow;
+            }
+        }
+
+        if (fullest is not null && fullest.Primary.Count + fullest.Secondary.Count > 0)
+        {
+            RequestCheckpoint(CheckpointReason.QueueBudget, fullest);
+        }
     }
 
     /// <summary>Failover: everything queued is released, and from now on primary frames pass straight through.</summary>

@@ -32,6 +32,14 @@ public sealed record CompareOptions
     /// </summary>
     public long QueueBudgetBytes { get; init; } = 64L * 1024 * 1024;
 
+    /// <summary>
+    /// Back-pressure before the budget's drops: from three quarters of <see cref="QueueBudgetBytes"/> the input that
+    /// is ahead stops being read until the queues are down to half, unless a checkpoint is outstanding (QEMU cannot
+    /// make one while its redirector waits on us). A pause in which that input's queued bytes do not shrink for this
+    /// long (ms) requests a checkpoint and ends. 0: never pause (the budget's drops only, as before 2026-12).
+    /// </summary>
+    public long QueueStallMs { get; init; } = 200;
+
     /// <summary>Flows that pass uncompared and never cause a checkpoint (<c>--bypass</c>, control socket <c>bypass-add</c>).</summary>
     public IReadOnlyList<BypassRule> Bypass { get; init; } = [];
 
@@ -62,6 +70,11 @@ public sealed record CompareOptions
         if (QueueBudgetBytes <= 0)
         {
             return $"queue budget {QueueBudgetBytes} must be greater than 0";
+        }
+
+        if (QueueStallMs < 0 || QueueStallMs > 3_600_000)
+        {
+            return $"queue stall time {QueueStallMs} ms must be between 0 and 3600000 ms";
         }
 
         if (FlowIdleTimeoutMs <= 0 || ClosedFlowLingerMs <= 0)

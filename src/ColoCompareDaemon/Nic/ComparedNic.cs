@@ -42,7 +42,7 @@ internal sealed class ComparedNic : ICheckpointTarget, IAsyncDisposable
             Capture = new DivergenceCapture(capture, Id, configuration.PrimaryIn.Address, configuration.SecondaryIn.Address, _logger);
         }
 
-        Endpoints = new NicEndpoints(configuration, loggers);
+        Endpoints = new NicEndpoints(configuration, loggers, configuration.Compare.QueueBudgetBytes + outdevLimits.BacklogBytes);
         foreach ((string role, ChardevEndpoint endpoint) in Endpoints.All)
         {
             endpoint.ConnectionChanged += (_, connected) => _events.Chardev(role, endpoint, connected);
@@ -56,7 +56,7 @@ internal sealed class ComparedNic : ICheckpointTarget, IAsyncDisposable
             : qmp.Serve(this);
         _requests = new CheckpointRequestLog(checkpoints, _events, Id, _logger);
         _divergences = new DivergenceReporter(Capture, _events, Id, _logger);
-        _pipeline = new NicPipeline(configuration.Compare, Outdev, _requests, _divergences);
+        _pipeline = new NicPipeline(configuration.Compare, Outdev, _requests, _divergences, Id, _logger);
         Admin = new NicAdmin(_pipeline);
     }
 
@@ -78,6 +78,9 @@ internal sealed class ComparedNic : ICheckpointTarget, IAsyncDisposable
 
     /// <summary>The engine's accounting (readable from any thread).</summary>
     public CompareCounters Counters => _pipeline.Counters;
+
+    /// <summary>The queue budget's back-pressure on the inputs: pauses and stalls.</summary>
+    public QueueBackPressure QueuePressure => _pipeline.QueuePressure;
 
     /// <summary>Checkpoint requests that could not be sent.</summary>
     public long CheckpointsUnsent => _requests.Unsent;
@@ -187,6 +190,7 @@ internal sealed class ComparedNic : ICheckpointTarget, IAsyncDisposable
 
         // Released but never written (outdev was gone at shutdown): counted, not silently lost.
         Outdev.Dispose();
+        _pipeline.Dispose();
         _inputs?.Dispose();
     }
 
@@ -201,6 +205,7 @@ internal sealed class ComparedNic : ICheckpointTarget, IAsyncDisposable
             + $"checkpoint requests {c.CheckpointRequests} (mismatch {c.CheckpointRequestsBy(CheckpointReason.Mismatch)}, timeout {c.CheckpointRequestsBy(CheckpointReason.PrimaryTimeout) + c.CheckpointRequestsBy(CheckpointReason.SecondaryTimeout)}, "
             + $"queue {c.CheckpointRequestsBy(CheckpointReason.QueueFull) + c.CheckpointRequestsBy(CheckpointReason.QueueBudget)}; unsent {CheckpointsUnsent}), checkpoints {c.CheckpointsCompleted}; "
             + $"outdev written {o.Written}, backlog {o.BacklogBytes} bytes, dropped {o.DroppedBeforeWrite}, lost {o.Lost}; "
+            + $"queue pauses {QueuePressure.Pauses(PacketSide.Primary)}/{QueuePressure.Pauses(PacketSide.Secondary)} (stalls {QueuePressure.Stalls(PacketSide.Primary)}/{QueuePressure.Stalls(PacketSide.Secondary)}); "
             + $"process allocated {GC.GetTotalAllocatedBytes(precise: true)} bytes, gc {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}";
     }
 

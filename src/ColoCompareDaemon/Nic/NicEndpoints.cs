@@ -1,4 +1,5 @@
 using ColoChardev.ChardevProtocol.Endpoints;
+using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.Daemon.Configuration;
 using Microsoft.Extensions.Logging;
 
@@ -7,9 +8,14 @@ namespace ColoChardev.Daemon.Nic;
 /// <summary>A NIC's chardevs, each under QEMU's name for its role: primary_in, secondary_in, outdev and (Xen) notify_dev.</summary>
 internal sealed class NicEndpoints : IAsyncDisposable
 {
-    public NicEndpoints(NicConfiguration configuration, ILoggerFactory loggers)
+    /// <param name="heldBytes">The most frame bytes this NIC holds at once (queue budget and outdev backlog): its frame pool keeps that many for reuse.</param>
+    public NicEndpoints(NicConfiguration configuration, ILoggerFactory loggers, long heldBytes)
     {
-        var options = new ChardevEndpointOptions { VnetHdrSupport = configuration.Compare.VnetHdrSupport };
+        // A pool of the NIC's own, sized to what it may hold: a burst that fills the queues and is released by a
+        // checkpoint, again and again, then reuses its buffers instead of allocating tens of thousands each time
+        // (the shared pool keeps 32 MiB per size class: 1.5 GB allocated and 300 MB RSS in such a run).
+        var pool = new FrameBufferPool((int)Math.Min(heldBytes / 64, 1 << 24), heldBytes);
+        var options = new ChardevEndpointOptions { VnetHdrSupport = configuration.Compare.VnetHdrSupport, FramePool = pool };
         ILogger logger = loggers.CreateLogger("chardev");
         PrimaryIn = new ChardevEndpoint(configuration.PrimaryIn, options, logger);
         SecondaryIn = new ChardevEndpoint(configuration.SecondaryIn, options, logger);

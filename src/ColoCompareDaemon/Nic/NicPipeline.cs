@@ -2,6 +2,7 @@ using ColoChardev.ChardevProtocol.Framing;
 using ColoChardev.ChardevProtocol.Packets;
 using ColoChardev.Daemon.Engine;
 using ColoChardev.ChardevProtocol.Endpoints;
+using Microsoft.Extensions.Logging;
 
 namespace ColoChardev.Daemon.Nic;
 
@@ -10,27 +11,36 @@ namespace ColoChardev.Daemon.Nic;
 /// (in their threads) and the clock, and its actions. Released frames join a batch that is handed to the
 /// <see cref="OutdevWriter"/> once per engine call (a list append per frame on the hot path); dropped frames are
 /// disposed; checkpoint requests go to the <see cref="CheckpointRequestLog"/>, divergences to the
-/// <see cref="DivergenceReporter"/>. Nothing here does I/O or waits, except the readers' back-pressure between reads.
+/// <see cref="DivergenceReporter"/>. Nothing here does I/O or waits, except the readers' back-pressure between reads:
+/// the queue budget's (<see cref="QueueBackPressure"/>), then outdev's.
 /// </summary>
-internal sealed class NicPipeline : ICompareActions
+internal sealed class NicPipeline : ICompareActions, IDisposable
 {
+    /// <summary>Released bytes after which a batch is handed to outdev within the engine call (one socket read's worth).</summary>
+    private const int MaxBatchBytes = 256 * 1024;
+
     private readonly Lock _engineLock = new();
     private readonly CompareEngine _engine;
     private readonly OutdevWriter _outdev;
     private readonly CheckpointRequestLog _requests;
     private readonly DivergenceReporter _divergences;
+    private readonly QueueBackPressure _pressure;
     private List<ChardevFrame> _releasing; // guarded by _engineLock
     private long _releasingBytes; // guarded by _engineLock
     private PeriodicTimer? _tick;
 
-    public NicPipeline(CompareOptions options, OutdevWriter outdev, CheckpointRequestLog requests, DivergenceReporter divergences)
+    public NicPipeline(CompareOptions options, OutdevWriter outdev, CheckpointRequestLog requests, DivergenceReporter divergences, string nic, ILogger logger)
     {
         _outdev = outdev;
         _requests = requests;
         _divergences = divergences;
         _releasing = outdev.RentBatch();
         _engine = new CompareEngine(options, this);
+        _pressure = new QueueBackPressure(_engineLock, _engine, nic, logger);
     }
+
+    /// <summary>The queue budget's back-pressure on the inputs: pauses and stalls.</summary>
+    public QueueBackPressure QueuePressure => _pressure;
 
     /// <summary>The engine's accounting (readable from any thread).</summary>
     public CompareCounters Counters => _engine.Counters;
@@ -45,7 +55,7 @@ internal sealed class NicPipeline : ICompareActions
         lock (_engineLock)
         {
             T result = change(_engine);
-            PublishReleased();
+            Settle(Environment.TickCount64);
             return result;
         }
     }
@@ -89,8 +99,9 @@ internal sealed class NicPipeline : ICompareActions
             {
                 lock (_engineLock)
                 {
-                    _engine.OnTick(Environment.TickCount64);
-                    PublishReleased();
+                    long now = Environment.TickCount64;
+                    _engine.OnTick(now);
+                    Settle(now);
                 }
             }
         }
@@ -126,6 +137,14 @@ internal sealed class NicPipeline : ICompareActions
 
         _releasing.Add(frame);
         _releasingBytes += frame.Length;
+        if (_releasingBytes >= MaxBatchBytes)
+        {
+            // A checkpoint's release can be tens of megabytes in one engine call. As one batch, it would grow a list
+            // and fill outdev's pipe with blocks before the flush (allocated each time: 0.8 GB in a run of
+            // back-to-back checkpoints), and a failed write would count all of it as possibly lost; in batches of
+            // about a socket read's size, neither. Order is kept: this is still under the engine lock.
+            PublishReleased();
+        }
     }
 
     void ICompareActions.Drop(ChardevFrame frame, PacketSide side, DropReason reason) => frame.Dispose();
@@ -135,6 +154,15 @@ internal sealed class NicPipeline : ICompareActions
     void ICompareActions.Diverged(Divergence divergence) => _divergences.Report(divergence);
 
     private static TimeSpan TickPeriod(long expiredScanCycleMs) => TimeSpan.FromMilliseconds(Math.Clamp(expiredScanCycleMs / 4, 5, 100));
+
+    public void Dispose() => _pressure.Dispose();
+
+    /// <summary>After an engine call, under the engine lock: what it released goes to outdev, paused inputs may go on.</summary>
+    private void Settle(long nowMs)
+    {
+        PublishReleased();
+        _pressure.Changed(nowMs);
+    }
 
     /// <summary>Hands what the last engine call released to the outdev writer. Call under the engine lock.</summary>
     private void PublishReleased()
@@ -151,7 +179,8 @@ internal sealed class NicPipeline : ICompareActions
         _outdev.Enqueue(batch, bytes);
     }
 
-    private void OnFrames(List<ChardevFrame> frames, PacketSide side)
+    /// <summary>Compares a batch of one input's frames; returns what that input's next read must wait for (the queue budget), or null.</summary>
+    private Task? OnFrames(List<ChardevFrame> frames, PacketSide side)
     {
         long now = Environment.TickCount64;
         lock (_engineLock)
@@ -168,17 +197,28 @@ internal sealed class NicPipeline : ICompareActions
                 }
             }
 
-            PublishReleased();
+            Settle(now);
+            return _pressure.AfterFrames(side, now);
         }
+    }
+
+    private async ValueTask WaitThenRoomAsync(Task paused, CancellationToken cancellationToken)
+    {
+        await paused.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _outdev.WaitForRoomAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private sealed class EngineSink(NicPipeline pipeline, PacketSide side) : IChardevFrameSink
     {
         public ValueTask OnFramesAsync(List<ChardevFrame> frames, CancellationToken cancellationToken)
         {
-            pipeline.OnFrames(frames, side);
-            // Back-pressure: while outdev lags by a full backlog, the next read waits (within --outdev-stall-ms).
-            return pipeline._outdev.WaitForRoomAsync(cancellationToken);
+            Task? paused = pipeline.OnFrames(frames, side);
+
+            // Back-pressure: while this input is ahead and the queues near their budget, or while outdev lags by a
+            // full backlog, the next read waits (within --queue-stall-ms, --outdev-stall-ms).
+            return paused is null
+                ? pipeline._outdev.WaitForRoomAsync(cancellationToken)
+                : pipeline.WaitThenRoomAsync(paused, cancellationToken);
         }
     }
 }

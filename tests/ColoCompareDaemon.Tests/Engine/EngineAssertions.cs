@@ -22,6 +22,11 @@ internal static class EngineHarnessAssertions
         {
             Assert.Equal(0, c.QueuedBytes);
         }
+
+        // The primary's share of the queued bytes (what the queue budget's back-pressure compares sides by).
+        Assert.InRange(c.PrimaryQueuedBytes, 0, c.QueuedBytes);
+        Assert.Equal(c.PrimaryQueued == 0, c.PrimaryQueuedBytes == 0);
+        Assert.Equal(c.SecondaryQueued == 0, c.PrimaryQueuedBytes == c.QueuedBytes);
     }
 }
 
