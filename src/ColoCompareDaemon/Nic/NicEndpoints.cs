@@ -12,8 +12,8 @@ internal sealed class NicEndpoints : IAsyncDisposable
     public NicEndpoints(NicConfiguration configuration, ILoggerFactory loggers, long heldBytes)
     {
         // A pool of the NIC's own, sized to what it may hold: a burst that fills the queues and is released by a
-        // checkpoint, again and again, then reuses its buffers instead of allocating tens of thousands each time
-        // (the shared pool keeps 32 MiB per size class: 1.5 GB allocated and 300 MB RSS in such a run).
+        // checkpoint, again and again, then reuses its buffers. The shared pool keeps 32 MiB per size class, less
+        // than three quarters of a 64 MiB budget of full-size frames, so each refill past that allocated again.
         var pool = new FrameBufferPool((int)Math.Min(heldBytes / 64, 1 << 24), heldBytes);
         var options = new ChardevEndpointOptions { VnetHdrSupport = configuration.Compare.VnetHdrSupport, FramePool = pool };
         ILogger logger = loggers.CreateLogger("chardev");

@@ -9,9 +9,9 @@ namespace ColoChardev.Daemon.Nic;
 /// <summary>
 /// Where one NIC's frames are compared: the <see cref="CompareEngine"/> under a lock, fed by the two reading loops
 /// (in their threads) and the clock, and its actions. Released frames join a batch that is handed to the
-/// <see cref="OutdevWriter"/> once per engine call (a list append per frame on the hot path); dropped frames are
-/// disposed; checkpoint requests go to the <see cref="CheckpointRequestLog"/>, divergences to the
-/// <see cref="DivergenceReporter"/>. Nothing here does I/O or waits, except the readers' back-pressure between reads:
+/// <see cref="OutdevWriter"/> once per engine call, or every 256 KiB within one (a list append per frame on the hot
+/// path); dropped frames are disposed; checkpoint requests go to the <see cref="CheckpointRequestLog"/>, divergences
+/// to the <see cref="DivergenceReporter"/>. Nothing here does I/O or waits, except the readers' back-pressure between reads:
 /// the queue budget's (<see cref="QueueBackPressure"/>), then outdev's.
 /// </summary>
 internal sealed class NicPipeline : ICompareActions, IDisposable
