@@ -88,8 +88,17 @@ internal sealed class QueueBackPressure : IDisposable
         Interlocked.Increment(ref s.Pauses);
         _engaged = true;
         DaemonLog.QueuePaused(_logger, _nic, s.Chardev, used, budget);
-        _stallTimer.Change(_engine.Options.QueueStallMs, Timeout.Infinite);
-        return s.Room.Task;
+        try
+        {
+            _stallTimer.Change(_engine.Options.QueueStallMs, Timeout.Infinite);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Frames still arriving while the NIC is disposed: no pause then.
+            Resume(s, nowMs);
+        }
+
+        return s.Room?.Task;
     }
 
     /// <summary>
@@ -114,17 +123,6 @@ internal sealed class QueueBackPressure : IDisposable
         Note(_primary, primary, down, nowMs);
         Note(_secondary, _engine.Counters.QueuedBytes - primary, down, nowMs);
         _engaged = _primary.Engaged || _secondary.Engaged;
-    }
-
-    /// <summary>The daemon stops: paused readers go on (and see their cancellation).</summary>
-    public void ResumeAll()
-    {
-        lock (_engineLock)
-        {
-            long now = Environment.TickCount64;
-            Resume(_primary, now);
-            Resume(_secondary, now);
-        }
     }
 
     public void Dispose() => _stallTimer.Dispose();
@@ -175,7 +173,14 @@ internal sealed class QueueBackPressure : IDisposable
                 _engine.OnQueueStalled(now);
             }
 
-            _stallTimer.Change(next, Timeout.Infinite);
+            try
+            {
+                _stallTimer.Change(next, Timeout.Infinite);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The NIC is stopping (its shutdown resumed the readers already): nothing to look at again.
+            }
         }
     }
 

@@ -121,6 +121,31 @@ public class AccountingPropertyTests
     }
 
     [Fact]
+    public void A_stalled_queue_budget_pause_asks_for_one_checkpoint_for_the_fullest_flow_and_nothing_when_the_queues_are_empty()
+    {
+        var h = new EngineHarness();
+        h.Engine.OnQueueStalled(h.Now);
+        Assert.Empty(h.Requests); // nothing queued: nothing to ask for
+
+        h.P(Frames.Udp("one", sourcePort: 1));
+        for (int i = 0; i < 3; i++)
+        {
+            h.P(Frames.Udp($"many {i}", sourcePort: 2));
+        }
+
+        h.Engine.OnQueueStalled(h.Now);
+        h.Engine.OnQueueStalled(h.Now); // coalesced into the outstanding request
+        (CheckpointReason reason, FlowKey flow, _) = Assert.Single(h.Requests);
+        Assert.Equal(CheckpointReason.QueueBudget, reason);
+        Assert.Equal(2, flow.SourcePort);
+        Assert.Equal(0, h.Counters.PrimaryDropped);
+
+        h.CheckpointCompleted();
+        Assert.Equal(4, h.Released.Count);
+        h.AssertAccounting();
+    }
+
+    [Fact]
     public void Closed_and_idle_flows_expire_and_the_table_never_wipes_queued_packets()
     {
         var h = new EngineHarness(new CompareOptions { FlowIdleTimeoutMs = 1000, ClosedFlowLingerMs = 100, CompareTimeoutMs = 100_000, ExpiredScanCycleMs = 50 });
