@@ -176,6 +176,9 @@ public sealed class ChardevEndpoint : IAsyncDisposable
     /// when the peer leaves, or sends a frame that cannot be resynchronised (oversized), that connection is
     /// closed and the next one is established. Frames go to <paramref name="sink"/> in arrival order.
     /// </summary>
+    /// <summary>Reads in a row that found data waiting, after which the read loop yields its thread (~4 MiB at 256 KiB reads).</summary>
+    private const int ReadsBeforeYield = 16;
+
     public async Task ReceiveFramesAsync(IChardevFrameSink sink, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(sink);
@@ -189,8 +192,30 @@ public sealed class ChardevEndpoint : IAsyncDisposable
                 try
                 {
                     long truncatedBefore = Statistics.TruncatedFrames;
-                    while (await connection.Reader.ReadBatchAsync(batch, cancellationToken).ConfigureAwait(false))
+                    int inARow = 0;
+                    while (true)
                     {
+                        ValueTask<bool> read = connection.Reader.ReadBatchAsync(batch, cancellationToken);
+                        if (!read.IsCompleted)
+                        {
+                            inARow = 0;
+                        }
+                        else if (++inARow == ReadsBeforeYield)
+                        {
+                            // Data was always there: this loop has not let its socket engine's thread look at the
+                            // other sockets it serves (completions run inline) for that many reads. Let it: a flooded
+                            // primary_in kept notify_dev's checkpoint answer and secondary_in waiting until the queues
+                            // hit their budget (second harness: 2 of 5 single-flow runs passed; with this, 11 of 11).
+                            inARow = 0;
+                            Statistics.AddReadYield();
+                            await Task.Yield();
+                        }
+
+                        if (!await read.ConfigureAwait(false))
+                        {
+                            break;
+                        }
+
                         await sink.OnFramesAsync(batch, cancellationToken).ConfigureAwait(false);
                         batch.Clear();
                     }

@@ -15,6 +15,7 @@ public sealed class ChardevStatistics
     private long _bytesWritten;
     private long _connections;
     private long _refusedPeers;
+    private long _readYields;
     private long _bytesIgnored;
 
     /// <summary>Frames with a non-empty payload handed on to the consumer.</summary>
@@ -50,6 +51,9 @@ public sealed class ChardevStatistics
     /// <summary>Peers refused by the <c>peer-uid</c> check.</summary>
     public long RefusedPeers => Volatile.Read(ref _refusedPeers);
 
+    /// <summary>Times the read loop yielded its socket engine's thread after reads in a row that all found data waiting.</summary>
+    public long ReadYields => Volatile.Read(ref _readYields);
+
     internal void AddRead(long frames, long bytes, long zeroLength)
     {
         if (frames != 0)
@@ -63,6 +67,8 @@ public sealed class ChardevStatistics
             Interlocked.Add(ref _zeroLengthFrames, zeroLength);
         }
     }
+
+    internal void AddReadYield() => Interlocked.Increment(ref _readYields);
 
     internal void AddWritten(long frames, long bytes)
     {

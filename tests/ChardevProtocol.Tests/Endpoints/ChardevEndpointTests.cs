@@ -72,6 +72,78 @@ public sealed class ChardevEndpointTests : IDisposable
         Assert.Equal(1, server.Statistics.Connections);
     }
 
+    [Fact]
+    public async Task A_read_loop_that_always_finds_data_waiting_yields_its_thread_now_and_then_and_loses_nothing()
+    {
+        // The sink takes 1 ms a batch while the peer writes without pause, so each read finds data waiting: the loop
+        // must still let its socket engine's thread serve the other sockets it has (completions run inline there).
+        var server = new ChardevEndpoint(ChardevSocketSpec.Parse("socket,id=srv,host=127.0.0.1,port=0,server=on,wait=off"));
+        await using (server)
+        {
+            server.StartListening();
+            await using var client = new ChardevEndpoint(ChardevSocketSpec.Parse($"socket,id=cli,host=127.0.0.1,port={server.ListenPort}"));
+            var sink = new SlowCountingSink();
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
+            Task receiving = client.ReceiveFramesAsync(sink, stop.Token);
+            await using ChardevConnection peer = await server.ConnectAsync(Token);
+            const int Frames = 40_000; // 56 MB of 1,400-byte frames
+            byte[] payload = new byte[1400];
+            for (int i = 0; i < Frames; i++)
+            {
+                BinaryPrimitives.WriteInt32BigEndian(payload, i);
+                peer.Writer.Write(payload, 0);
+                if (i % 100 == 99)
+                {
+                    Assert.True(await peer.Writer.FlushAsync(Token));
+                }
+            }
+
+            Assert.True(await peer.Writer.FlushAsync(Token));
+            await sink.WaitForAsync(Frames, Token);
+            await stop.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receiving);
+            Assert.Equal(Frames, sink.InOrder);
+            Assert.True(client.Statistics.ReadYields > 0, $"no yield in {sink.Batches} batches");
+        }
+    }
+
+    /// <summary>Counts frames that arrive in order (their first four bytes number them), taking 1 ms a batch.</summary>
+    private sealed class SlowCountingSink : IChardevFrameSink
+    {
+        private int _inOrder;
+
+        public int InOrder => Volatile.Read(ref _inOrder);
+
+        public int Batches { get; private set; }
+
+        public ValueTask OnFramesAsync(List<ChardevFrame> frames, CancellationToken cancellationToken)
+        {
+            Batches++;
+            foreach (ChardevFrame frame in frames)
+            {
+                if (BinaryPrimitives.ReadInt32BigEndian(frame.Payload) == _inOrder)
+                {
+                    Volatile.Write(ref _inOrder, _inOrder + 1);
+                }
+
+                frame.Dispose();
+            }
+
+            Thread.Sleep(1);
+            return ValueTask.CompletedTask;
+        }
+
+        /// <summary>Until <paramref name="frames"/> came in order, for at most 60 s.</summary>
+        public async Task WaitForAsync(int frames, CancellationToken token)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (InOrder < frames && clock.Elapsed < TimeSpan.FromSeconds(60))
+            {
+                await Task.Delay(10, token);
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Transports))]
     public async Task A_client_reconnects_after_its_peer_restarts(string transport)
