@@ -85,7 +85,10 @@ public sealed class ColoPairTests(SharedColoPair shared, ITestOutputHelper outpu
         Assert.True(divergence.GetProperty("captured").GetBoolean());
         JsonElement checkpoint = await events.NextEventAsync("COLO_COMPARE_CHECKPOINT", around);
         output.WriteLine($"checkpoint event: {checkpoint}");
-        Assert.True(checkpoint.GetProperty("stopped-ms").GetDouble() > 0);
+        // The daemon times STOP to flush on its own clock, as the events arrive (the two QEMUs' clocks may differ on
+        // two hosts): when both events are read in one go it is under 0.05 ms and shows as 0 (seen once with QEMU
+        // 10.0 in CI). Reported, then, and never negative.
+        Assert.True(checkpoint.GetProperty("stopped-ms").GetDouble() >= 0, checkpoint.ToString());
 
         // Its capture, read by tshark: the diverging pair of TCP segments, one from each guest.
         long number = divergence.GetProperty("number").GetInt64();
