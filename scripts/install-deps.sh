@@ -30,6 +30,14 @@ command -v tshark >/dev/null 2>&1 || missing+=(tshark)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 # The second benchmark harness (bench/c-harness) and its test are C: gcc and libc's headers.
 command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+# The Pacemaker resource agent (packaging/pacemaker) and its two-node cluster test: Corosync, Pacemaker, crmsh,
+# ocf-tester (resource-agents) and the xmllint it validates meta-data with. No daemon is started by the install on
+# a machine without systemd; scripts/qemu/colo-cluster.sh runs its own nodes in namespaces.
+command -v corosync >/dev/null 2>&1 || missing+=(corosync)
+command -v pacemakerd >/dev/null 2>&1 || missing+=(pacemaker pacemaker-cli-utils)
+command -v crm >/dev/null 2>&1 || missing+=(crmsh)
+command -v ocf-tester >/dev/null 2>&1 || missing+=(resource-agents)
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 # QEMU 10.0 and 11.1 come from Debian roots that scripts/qemu/qemu.sh makes with debootstrap.
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 
@@ -38,6 +46,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   # A third-party source that cannot be reached must not stop us: Debian's own mirror is what we need.
   as_root apt-get update -q || echo "install-deps: apt-get update reported errors; trying the install anyway" >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # Under systemd the packages start a one-node cluster of the host with Debian's example corosync.conf; the tests
+  # never use it (their nodes live in namespaces), so what this run installed does not stay running.
+  if [ -d /run/systemd/system ]; then
+    for unit in pacemaker corosync; do
+      case " ${missing[*]} " in *" $unit "*) as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true ;; esac
+    done
+  fi
 fi
 
 # The QEMU that QEMU_VERSION names (7.2, this machine's, by default), built or upgraded from the mirror if needed.

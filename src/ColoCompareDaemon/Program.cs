@@ -6,7 +6,7 @@ namespace ColoChardev.Daemon;
 /// <summary>
 /// The <c>colo-compare</c> executable: the comparing daemon (QEMU's <c>-chardev</c>/<c>-object colo-compare</c>
 /// syntax or plain options), and the subcommands <c>check-chardev</c>, <c>qmp</c>, <c>status</c>, <c>stats</c>,
-/// <c>events</c>.
+/// <c>events</c>, <c>ocf</c> (the Pacemaker resource agent's actions).
 /// </summary>
 public static class Program
 {
@@ -72,6 +72,12 @@ public static class Program
 
             // The control socket's events in QMP's shape: the QMP tool's watcher prints them as JSON lines.
             return await Tools.QmpTool.RunAsync([$"unix:{args[1]}", "--events", .. args.Skip(2)], output, error, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (args.Count > 0 && args[0] == "ocf")
+        {
+            // The OCF resource agent's logic (packaging/pacemaker/colo): parameters in OCF_RESKEY_*, OCF exit codes.
+            return await Cluster.ColoResourceAgent.RunAsync(args.Skip(1).ToArray(), output, error, cancellationToken).ConfigureAwait(false);
         }
 
         if (args.Count > 0 && args[0] == "qmp")

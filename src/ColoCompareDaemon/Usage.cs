@@ -72,6 +72,9 @@ internal static class Usage
                                               colo-compare qmp unix:PATH qom-set '{"path":"ID","property":...}'
           colo-compare events PATH [NAME...]  its events as JSON lines until interrupted: COLO_COMPARE_DIVERGENCE,
                                               _CHECKPOINT_REQUEST, _CHECKPOINT, _FAILOVER, _CHARDEV, ...
+          colo-compare ocf ACTION             the Pacemaker resource agent ocf:colochardev:colo (packaging/pacemaker):
+                                              start, stop, monitor, promote, demote, notify, meta-data, validate-all,
+                                              parameters in OCF_RESKEY_*
 
         Chardev socket specs (QEMU's -chardev socket syntax):
           socket,id=ID,host=H,port=P[,server=on|off][,wait=on|off][,reconnect=SECONDS][,nodelay=on|off]

@@ -99,9 +99,11 @@ public class QmpClientProtocolTests
         FakeQmpServer server = FakeQmpServer.Create();
         await using (server)
         {
-            var options = new QmpClientOptions { ConnectTimeout = TimeSpan.FromMilliseconds(300) };
-            Task<Qmp.QmpClient> connecting = Qmp.QmpClient.StartAsync(server.ClientStream, options);
+            // The greeting is waiting before the client starts, so the timeout can only end the negotiation, however
+            // late this thread runs on a loaded machine (CI saw the greeting itself time out at 300 ms once).
             await server.SendLineAsync(FakeQmpServer.Greeting);
+            var options = new QmpClientOptions { ConnectTimeout = TimeSpan.FromSeconds(1) };
+            Task<Qmp.QmpClient> connecting = Qmp.QmpClient.StartAsync(server.ClientStream, options);
             await server.ReadCommandAsync(); // and never answer
             QmpTimeoutException error = await Assert.ThrowsAsync<QmpTimeoutException>(() => connecting);
             Assert.Equal("qmp_capabilities", error.Operation);

@@ -1,0 +1,288 @@
+using System.Diagnostics;
+using System.Globalization;
+using ColoChardev.Qmp;
+using static Tmds.Linux.LibC;
+
+namespace ColoChardev.Daemon.Cluster;
+
+/// <summary>What this node runs for the VM: the role it last took on.</summary>
+internal enum ColoRole
+{
+    None,
+    Secondary,
+    Primary,
+}
+
+/// <summary>
+/// One node's share of a COLO VM: its QEMU and (as primary) the daemon, known by the pid files in the state folder
+/// and checked against <c>/proc/PID/cmdline</c> before any signal, so a recycled pid is never taken for ours.
+/// </summary>
+internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLines lines, TextWriter log)
+{
+    public ColoCommandLines Lines { get; } = lines;
+
+    public ColoResourceParameters Parameters => parameters;
+
+    private string Dir => Lines.Dir;
+    private string QemuPidFile => Lines.QemuPidFile;
+    private string DaemonPidFile => $"{Dir}/daemon.pid";
+    private string RoleFile => $"{Dir}/role";
+    private string QemuLog => $"{Dir}/qemu.log";
+    private string DaemonLog => $"{Dir}/daemon.log";
+
+    public ColoRole Role
+    {
+        get => File.Exists(RoleFile) && Enum.TryParse(File.ReadAllText(RoleFile).Trim(), ignoreCase: true, out ColoRole role) ? role : ColoRole.None;
+        set
+        {
+            if (value != ColoRole.None)
+            {
+                File.WriteAllText(RoleFile, value.ToString().ToLowerInvariant() + "\n");
+            }
+            else if (File.Exists(RoleFile))
+            {
+                File.Delete(RoleFile);
+            }
+        }
+    }
+
+    /// <summary>The running QEMU's pid: its pid file names it and its command line names that pid file.</summary>
+    public int? Qemu => Alive(QemuPidFile, QemuPidFile);
+
+    /// <summary>The running daemon's pid: its command line names the control socket in this state folder.</summary>
+    public int? Daemon => Alive(DaemonPidFile, Lines.ControlSocket);
+
+    /// <summary>The state folder, readable by its owner only (it holds QEMU's monitors).</summary>
+    /// <summary>How long ago this node's QEMU was started (its pid file is written then).</summary>
+    public TimeSpan QemuAge => DateTime.UtcNow - File.GetLastWriteTimeUtc(QemuPidFile);
+
+    /// <summary>Whether the agent booted this node's QEMU as a primary (not a secondary that took over).</summary>
+    public bool BootedAsPrimary
+    {
+        get => File.Exists($"{Dir}/booted-as-primary");
+        set
+        {
+            if (value)
+            {
+                File.WriteAllText($"{Dir}/booted-as-primary", string.Empty);
+            }
+            else if (File.Exists($"{Dir}/booted-as-primary"))
+            {
+                File.Delete($"{Dir}/booted-as-primary");
+            }
+        }
+    }
+
+    public void PrepareStateDir()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            throw new PlatformNotSupportedException("the COLO resource agent runs on Linux");
+        }
+
+        Directory.CreateDirectory(Dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    /// <summary>
+    /// Starts QEMU with <c>-daemonize</c>: the command returns once QEMU has initialised (a bad option or a taken port
+    /// fails here, with QEMU's own message) and QEMU keeps none of the agent's file descriptors.
+    /// </summary>
+    public async Task<string?> StartQemuAsync(IReadOnlyList<string> arguments, CancellationToken cancellationToken)
+    {
+        File.Delete(QemuPidFile);
+        var start = new ProcessStartInfo(parameters.QemuBinary) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.ArgumentList.Add("-daemonize");
+        await File.AppendAllTextAsync(QemuLog, $"{DateTime.UtcNow:O} {parameters.QemuBinary} {string.Join(' ', start.ArgumentList)}\n", cancellationToken).ConfigureAwait(false);
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("QEMU did not start");
+        Task<string> errors = process.StandardError.ReadToEndAsync(cancellationToken);
+        Task<string> output = process.StandardOutput.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+        string text = (await output.ConfigureAwait(false)) + (await errors.ConfigureAwait(false));
+        await File.AppendAllTextAsync(QemuLog, text, cancellationToken).ConfigureAwait(false);
+        if (process.ExitCode != 0 || Qemu is null)
+        {
+            string reason = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? $"exit code {process.ExitCode}";
+            return $"QEMU did not start: {reason}";
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Starts the daemon in a session of its own, its output appended to daemon.log; returns once its control
+    /// socket answers, or the reason it did not.
+    /// </summary>
+    public async Task<string?> StartDaemonAsync(CancellationToken cancellationToken)
+    {
+        File.Delete(DaemonPidFile);
+        // sh writes its own pid and execs the daemon, so the pid is the daemon's; setsid --fork detaches it from the
+        // agent, whose standard output Pacemaker reads to the end.
+        var start = new ProcessStartInfo("setsid") { RedirectStandardOutput = true, RedirectStandardError = true };
+        string[] arguments = ["--fork", "sh", "-c", "echo $$ > \"$0\"; log=\"$1\"; shift; exec \"$@\" >> \"$log\" 2>&1 < /dev/null", DaemonPidFile, DaemonLog, parameters.ColoCompare, .. Lines.Daemon()];
+        await File.AppendAllTextAsync(DaemonLog, $"{DateTime.UtcNow:O} {parameters.ColoCompare} {string.Join(' ', Lines.Daemon())}\n", cancellationToken).ConfigureAwait(false);
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using (Process process = Process.Start(start) ?? throw new InvalidOperationException("setsid did not start"))
+        {
+            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            if (Daemon is not null && await DaemonAnswersAsync(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            if (deadline.Elapsed > TimeSpan.FromSeconds(1) && Daemon is null)
+            {
+                break;
+            }
+
+            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }
+
+        string last = File.Exists(DaemonLog) ? File.ReadLines(DaemonLog).LastOrDefault() ?? string.Empty : string.Empty;
+        return $"the daemon did not start: {last}";
+    }
+
+    /// <summary>Whether the daemon's control socket answers <c>query-status</c> within <paramref name="timeout"/>.</summary>
+    public async Task<bool> DaemonAnswersAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        await DaemonStatusAsync(timeout, cancellationToken).ConfigureAwait(false) is not null;
+
+    /// <summary>The daemon's <c>query-status</c> as JSON text, or null if it does not answer.</summary>
+    public async Task<string?> DaemonStatusAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var options = new QmpClientOptions { ConnectTimeout = timeout, CommandTimeout = timeout };
+            await using QmpClient client = await QmpClient.ConnectAsync($"unix:{Lines.ControlSocket}", options, cancellationToken).ConfigureAwait(false);
+            return (await client.ExecuteAsync("query-status", cancellationToken: cancellationToken).ConfigureAwait(false)).GetRawText();
+        }
+        catch (Exception e) when (e is QmpException or System.Net.Sockets.SocketException or IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>QEMU's local monitor for the agent.</summary>
+    public Task<QmpClient> QmpAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        QmpClient.ConnectAsync($"unix:{Lines.QmpSocket}", new QmpClientOptions { ConnectTimeout = timeout, CommandTimeout = timeout }, cancellationToken);
+
+    /// <summary>Stops the daemon: SIGTERM (it releases what it holds), SIGKILL after 10 s.</summary>
+    public Task StopDaemonAsync(CancellationToken cancellationToken) => StopAsync(Daemon, "the daemon", DaemonPidFile, TimeSpan.FromSeconds(10), cancellationToken);
+
+    /// <summary>Stops QEMU: SIGTERM, SIGKILL after 10 s. A COLO VM has nothing to shut down cleanly on one side alone.</summary>
+    public Task StopQemuAsync(CancellationToken cancellationToken) => StopAsync(Qemu, "QEMU", QemuPidFile, TimeSpan.FromSeconds(10), cancellationToken);
+
+    private async Task StopAsync(int? pid, string what, string pidFile, TimeSpan grace, CancellationToken cancellationToken)
+    {
+        if (pid is int running)
+        {
+            log.WriteLine($"colo-compare: stopping {what} (pid {running})");
+            _ = kill(running, SIGTERM);
+            var waited = Stopwatch.StartNew();
+            while (IsAlive(running) && waited.Elapsed < grace)
+            {
+                await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (IsAlive(running))
+            {
+                log.WriteLine($"colo-compare: {what} (pid {running}) did not stop in {grace.TotalSeconds:0} s; killing it");
+                _ = kill(running, SIGKILL);
+                while (IsAlive(running))
+                {
+                    await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+
+        if (File.Exists(pidFile))
+        {
+            File.Delete(pidFile);
+        }
+    }
+
+    /// <summary>Runs a command of the system (ip, crm_attribute); its failure is logged and returned, never thrown.</summary>
+    public async Task<bool> RunAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken) =>
+        await OutputAsync(program, arguments, cancellationToken).ConfigureAwait(false) is not null;
+
+    /// <summary>Runs a command of the system and returns its standard output, or null (logged) if it failed.</summary>
+    public async Task<string?> OutputAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        try
+        {
+            using Process process = Process.Start(start) ?? throw new InvalidOperationException($"{program} did not start");
+            Task<string> errors = process.StandardError.ReadToEndAsync(cancellationToken);
+            string output = await process.StandardOutput.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
+            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+            if (process.ExitCode != 0)
+            {
+                log.WriteLine($"colo-compare: {program} {string.Join(' ', arguments)}: exit code {process.ExitCode}: {(await errors.ConfigureAwait(false)).Trim()}");
+                return null;
+            }
+
+            return output;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            log.WriteLine($"colo-compare: {program} cannot be run: {e.Message}");
+            return null;
+        }
+    }
+
+    private static int? Alive(string pidFile, string mark)
+    {
+        if (!File.Exists(pidFile) || !int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || pid <= 1)
+        {
+            return null;
+        }
+
+        try
+        {
+            // Arguments are NUL-separated; the mark is a whole argument or part of one (-pidfile PATH, path=...).
+            string commandLine = File.ReadAllText($"/proc/{pid}/cmdline");
+            return commandLine.Contains(mark, StringComparison.Ordinal) && !IsZombie(pid) ? pid : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static bool IsAlive(int pid) => Directory.Exists($"/proc/{pid}") && !IsZombie(pid);
+
+    private static bool IsZombie(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            int close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length && stat[close + 2] is 'Z' or 'X';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}

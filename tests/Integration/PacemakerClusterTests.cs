@@ -1,0 +1,223 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using ColoChardev.Testbed;
+using Xunit.Abstractions;
+
+namespace ColoChardev.Integration;
+
+/// <summary>
+/// A real two-node Pacemaker/Corosync cluster (scripts/qemu/colo-cluster.sh: each node in network, mount and UTS
+/// namespaces of its own, Corosync over a veth link) runs one COLO VM with our resource agent, and a cluster manager,
+/// not the test, does every failover. The test only kills things (nodes, the daemon) and brings nodes back; it checks
+/// what a client sees and how long each step took. No fencing device: stonith-enabled=false (docs/operations.md says
+/// what production needs). The tiny guest has no disk, so block replication is not exercised.
+/// </summary>
+[Trait("Qemu", "real")]
+[Collection(ColoPairSerial.Name)]
+public sealed class PacemakerClusterTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Step = TimeSpan.FromSeconds(120);
+
+    [Fact]
+    public async Task The_cluster_fails_over_both_ways_re_protects_each_time_and_restarts_a_lost_daemon_without_failover()
+    {
+        await using ColoCluster cluster = await ColoCluster.StartAsync(output.WriteLine);
+        var timings = new List<string>();
+        using var stop = new CancellationTokenSource();
+        Task<ClientRecord> client = Task.FromResult(new ClientRecord(0, 0, TimeSpan.Zero));
+        try
+        {
+            using HttpClient http = cluster.ClientNamespace.CreateHttpClient(TimeSpan.FromSeconds(60));
+            byte[] payload = File.ReadAllBytes(Path.Combine(RepositoryPaths.Root, ".cache", "guest", "payload.bin"));
+            // A client throughout: a small request every 200 ms; what it notices is the longest pause.
+            client = PollAsync(cluster, stop.Token);
+
+            // 1. One promoted, one unpromoted, COLO running, the daemon comparing.
+            string primary = await cluster.PromotedAsync() ?? throw new InvalidOperationException("nothing promoted\n" + cluster.Diagnostics());
+            string secondary = ColoCluster.Other(primary);
+            await AssertProtectedAsync(cluster, http, payload, primary, secondary);
+
+            // A long-lived client connection, older than the next checkpoint (docs/colo-pair.md: TCP timestamps).
+            using Socket echo = await cluster.ClientNamespace.ConnectTcpAsync(new IPEndPoint(cluster.GuestAddress, 7), CancellationToken.None);
+            Assert.Equal("opened\n", await EchoAsync(echo, "opened\n"));
+            await CheckpointAsync(cluster, primary);
+
+            // 2. The secondary's node is lost: the primary leaves COLO and passes traffic through; then it returns.
+            var lost = Stopwatch.StartNew();
+            await cluster.KillNodeAsync(secondary);
+            await WaitForAsync(cluster, async () => (await cluster.QmpAsync(primary, "query-colo-status")).Contains("\"mode\":\"none\"", StringComparison.Ordinal), "the primary to leave COLO");
+            timings.Add($"secondary node lost -> primary out of COLO, passing traffic: {Seconds(lost)}");
+            Assert.Equal("secondary lost\n", await EchoAsync(echo, "secondary lost\n"));
+            Assert.Equal(payload, await http.GetByteArrayAsync(Url(cluster, "/payload.bin")));
+            Assert.Equal(0, cluster.DaemonPid(primary));
+
+            var back = Stopwatch.StartNew();
+            await cluster.StartNodeAsync(secondary);
+            await WaitForProtectedAsync(cluster, primary, secondary);
+            timings.Add($"secondary node back -> COLO running again (re-protection): {Seconds(back)}");
+            await AssertProtectedAsync(cluster, http, payload, primary, secondary);
+            Assert.Equal("re-protected\n", await EchoAsync(echo, "re-protected\n"));
+            await CheckpointAsync(cluster, primary);
+
+            // 3. The primary's node is lost: the secondary is promoted and the client's connection keeps working.
+            lost.Restart();
+            await cluster.KillNodeAsync(primary);
+            await WaitForAsync(cluster, async () => await cluster.PromotedAsync() == secondary && await AnswersAsync(http, cluster), "the secondary to be promoted and answer");
+            timings.Add($"primary node lost -> secondary promoted, traffic flowing: {Seconds(lost)}");
+            Assert.Equal("primary lost\n", await EchoAsync(echo, "primary lost\n"));
+            Assert.Contains("\"last-mode\":\"secondary\"", await cluster.QmpAsync(secondary, "query-colo-status"), StringComparison.Ordinal);
+            Assert.Contains("failover: the secondary takes over", cluster.AgentLog(secondary), StringComparison.Ordinal);
+
+            back.Restart();
+            await cluster.StartNodeAsync(primary);
+            (primary, secondary) = (secondary, primary);
+            await WaitForProtectedAsync(cluster, primary, secondary);
+            timings.Add($"old primary's node back -> COLO running the other way (re-protection): {Seconds(back)}");
+            await AssertProtectedAsync(cluster, http, payload, primary, secondary);
+            Assert.Equal("other way\n", await EchoAsync(echo, "other way\n"));
+
+            // 4. The daemon is lost: the agent's monitor restarts it; no failover.
+            int daemon = cluster.DaemonPid(primary);
+            Assert.True(daemon > 0, "no daemon on the primary");
+            var restart = Stopwatch.StartNew();
+            Process.GetProcessById(daemon).Kill();
+            await WaitForAsync(cluster, () => Task.FromResult(cluster.DaemonPid(primary) is int pid && pid > 0 && pid != daemon && Directory.Exists($"/proc/{pid}")), "the agent to restart the daemon");
+            timings.Add($"daemon killed -> restarted by the monitor: {Seconds(restart)}");
+            Assert.Equal(primary, await cluster.PromotedAsync());
+            await AssertProtectedAsync(cluster, http, payload, primary, secondary);
+            Assert.Equal("daemon back\n", await EchoAsync(echo, "daemon back\n"));
+            Assert.Contains("the daemon is lost; restarting it", cluster.AgentLog(primary), StringComparison.Ordinal);
+
+            await stop.CancelAsync();
+            ClientRecord record = await client;
+            timings.Add($"the client throughout: {record.Answered} requests answered, {record.Failed} not, longest pause {record.LongestPause.TotalSeconds:0.0} s");
+            // Every failover is a pause, never the end: the client got answers after each step, and most of the time.
+            Assert.True(record.Answered > 10 * record.Failed, $"{record.Answered} answered, {record.Failed} not");
+            Assert.True(record.LongestPause < Step, $"the client waited {record.LongestPause} for an answer");
+        }
+        catch
+        {
+            output.WriteLine(cluster.Diagnostics());
+            throw;
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await client;
+            output.WriteLine("timings (this 2-core machine, TCG):\n  " + string.Join("\n  ", timings));
+        }
+    }
+
+    /// <summary>crm_mon shows the roles, QEMU is in COLO on both, a 16 MiB download arrives intact and the daemon compared it.</summary>
+    private async Task AssertProtectedAsync(ColoCluster cluster, HttpClient http, byte[] payload, string primary, string secondary)
+    {
+        string status = await cluster.ClusterStatusAsync(primary);
+        Assert.Contains($"Promoted: [ {primary} ]", status, StringComparison.Ordinal);
+        Assert.Contains($"Unpromoted: [ {secondary} ]", status, StringComparison.Ordinal);
+        Assert.Contains("\"mode\":\"primary\"", await cluster.QmpAsync(primary, "query-colo-status"), StringComparison.Ordinal);
+        Assert.Contains("\"mode\":\"secondary\"", await cluster.QmpAsync(secondary, "query-colo-status"), StringComparison.Ordinal);
+        long before = DaemonSummary.Last(CurrentDaemonLog(cluster, primary))?.Compared ?? 0;
+        Assert.Equal(payload, await http.GetByteArrayAsync(Url(cluster, "/payload.bin")));
+        DaemonSummary after = await DaemonSummary.NextAsync(() => CurrentDaemonLog(cluster, primary), TimeSpan.FromSeconds(30), cluster.Diagnostics);
+        output.WriteLine($"{primary}'s daemon: {after}");
+        // 16 MiB is ~11,600 full-size frames: most of them compared, none of the primary's dropped.
+        Assert.True(after.Compared - before >= 10_000, $"the daemon compared {after.Compared - before} frames of a 16 MiB download");
+        Assert.Equal(0, after.PrimaryDropped);
+    }
+
+    /// <summary>The running daemon's part of daemon.log: the agent writes each start's command line before it.</summary>
+    private static string CurrentDaemonLog(ColoCluster cluster, string node)
+    {
+        string log = cluster.StateFile(node, "daemon.log");
+        int start = log.LastIndexOf("/colo-compare -chardev ", StringComparison.Ordinal);
+        return start < 0 ? log : log[start..];
+    }
+
+    private static Task WaitForProtectedAsync(ColoCluster cluster, string primary, string secondary) =>
+        WaitForAsync(cluster, async () =>
+            (await cluster.QmpAsync(primary, "query-colo-status")).Contains("\"mode\":\"primary\"", StringComparison.Ordinal)
+            && (await cluster.ClusterStatusAsync(primary)).Contains($"Unpromoted: [ {secondary} ]", StringComparison.Ordinal), "COLO running again");
+
+    /// <summary>A checkpoint now (x-checkpoint-delay set again), so that the VM's TCP state is on the secondary.</summary>
+    private static async Task CheckpointAsync(ColoCluster cluster, string primary)
+    {
+        string before = cluster.StateFile(primary, "daemon.log");
+        int count = before.Split("checkpoint completed").Length;
+        (int code, string reply) = await cluster.ExecAsync(primary, Path.Combine(AppContext.BaseDirectory, "colo-compare"), "qmp", "unix:/run/colo-ha/vm1/qmp.sock", "migrate-set-parameters", """{"x-checkpoint-delay":20000}""");
+        Assert.True(code == 0, reply);
+        await WaitForAsync(cluster, () => Task.FromResult(cluster.StateFile(primary, "daemon.log").Split("checkpoint completed").Length > count), "a checkpoint");
+    }
+
+    private sealed record ClientRecord(int Answered, int Failed, TimeSpan LongestPause);
+
+    private static async Task<ClientRecord> PollAsync(ColoCluster cluster, CancellationToken stop)
+    {
+        using HttpClient http = cluster.ClientNamespace.CreateHttpClient(TimeSpan.FromSeconds(2));
+        int answered = 0, failed = 0;
+        TimeSpan longest = TimeSpan.Zero;
+        var sinceAnswer = Stopwatch.StartNew();
+        while (!stop.IsCancellationRequested)
+        {
+            if (await AnswersAsync(http, cluster))
+            {
+                answered++;
+                longest = sinceAnswer.Elapsed > longest ? sinceAnswer.Elapsed : longest;
+                sinceAnswer.Restart();
+            }
+            else
+            {
+                failed++;
+            }
+
+            try
+            {
+                await Task.Delay(200, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        return new ClientRecord(answered, failed, longest);
+    }
+
+    private static async Task<bool> AnswersAsync(HttpClient http, ColoCluster cluster)
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            return await http.GetStringAsync(Url(cluster, "/index.html"), cts.Token) == "colochardev guest\n";
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private static async Task<string> EchoAsync(Socket socket, string line)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        return await TcpEcho.RoundTripAsync(socket, line, cts.Token);
+    }
+
+    private static async Task WaitForAsync(ColoCluster cluster, Func<Task<bool>> condition, string what)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (stopwatch.Elapsed > Step)
+            {
+                throw new TimeoutException($"waiting {Step.TotalSeconds:0} s for {what}\n{await cluster.ClusterStatusAsync("n1")}\n{await cluster.ClusterStatusAsync("n2")}");
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
+    private static Uri Url(ColoCluster cluster, string path) => new($"http://{cluster.GuestAddress}{path}");
+
+    private static string Seconds(Stopwatch stopwatch) => stopwatch.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s";
+}
