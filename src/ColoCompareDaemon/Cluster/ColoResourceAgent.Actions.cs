@@ -135,15 +135,28 @@ internal sealed partial class ColoResourceAgent
         if (await PeerWaitsAsync(node, cancellationToken).ConfigureAwait(false))
         {
             error.WriteLine($"colo-compare: the secondary on {node.Lines.Peer.Name} waits: protecting the VM again");
-            await ColoSequences.AddPrimaryNetworkAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
-            if (await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false) is string problem)
+            string? problem;
+            try
             {
-                error.WriteLine($"colo-compare: {problem}; running plain");
-                await GoPlainAsync(node, qmp, cancellationToken).ConfigureAwait(false);
-                return;
+                await ColoSequences.AddPrimaryNetworkAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
+                problem = await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false);
+                if (problem is null)
+                {
+                    await ColoSequences.StartColoAsync(qmp, node.Lines, version, node.Parameters.CheckpointInterval, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (QmpCommandException e)
+            {
+                problem = e.Message;
             }
 
-            await ColoSequences.StartColoAsync(qmp, node.Lines, version, node.Parameters.CheckpointInterval, cancellationToken).ConfigureAwait(false);
+            if (problem is not null)
+            {
+                // The VM runs on, plain; the next monitor tries again. A failed attempt must not fail the monitor:
+                // the cluster would recover the primary by stopping it.
+                error.WriteLine($"colo-compare: re-protection failed: {problem}; running plain, trying again at the next monitor");
+                await GoPlainAsync(node, qmp, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 

@@ -42,22 +42,32 @@ internal static class ColoSequences
     /// </summary>
     public static async Task AddPrimaryNetworkAsync(QmpClient qmp, ColoCommandLines lines, CancellationToken cancellationToken)
     {
+        // Idempotent: what an interrupted attempt left in place is kept, the rest added.
         HashSet<string> objects = await ObjectsAsync(qmp, cancellationToken).ConfigureAwait(false);
+        HashSet<string?> chardevs = await ChardevsAsync(qmp, cancellationToken).ConfigureAwait(false);
         (string host, int port) = lines.MirrorAddress;
-        await ChardevAddAsync(qmp, "mirror0", new JsonObject
+        (string Id, JsonObject Address)[] backends =
+        [
+            ("mirror0", new JsonObject
+            {
+                ["type"] = "inet",
+                ["data"] = new JsonObject { ["host"] = host, ["port"] = port.ToString(CultureInfo.InvariantCulture) },
+            }),
+            ("compare0", Unix(lines.PrimaryInSocket)),
+            ("compare_out", Unix(lines.OutdevSocket)),
+        ];
+        foreach ((string id, JsonObject address) in backends.Where(b => !chardevs.Contains(b.Id)))
         {
-            ["type"] = "inet",
-            ["data"] = new JsonObject { ["host"] = host, ["port"] = port.ToString(CultureInfo.InvariantCulture) },
-        }, cancellationToken).ConfigureAwait(false);
-        await ChardevAddAsync(qmp, "compare0", Unix(lines.PrimaryInSocket), cancellationToken).ConfigureAwait(false);
-        await ChardevAddAsync(qmp, "compare_out", Unix(lines.OutdevSocket), cancellationToken).ConfigureAwait(false);
+            await ChardevAddAsync(qmp, id, address, cancellationToken).ConfigureAwait(false);
+        }
+
         (string Type, string Id, JsonObject Properties)[] filters =
         [
             ("filter-mirror", "m0", new JsonObject { ["queue"] = "tx", ["outdev"] = "mirror0" }),
             ("filter-redirector", "redire0", new JsonObject { ["queue"] = "rx", ["indev"] = "compare_out" }),
             ("filter-redirector", "redire1", new JsonObject { ["queue"] = "rx", ["outdev"] = "compare0" }),
         ];
-        foreach ((string type, string id, JsonObject properties) in filters)
+        foreach ((string type, string id, JsonObject properties) in filters.Where(f => !objects.Contains(f.Id)))
         {
             properties["netdev"] = "hn0";
             if (lines.VnetHdrSupport)
@@ -126,12 +136,17 @@ internal static class ColoSequences
             await qmp.ObjectDelAsync(id, cancellationToken).ConfigureAwait(false);
         }
 
-        JsonElement chardevs = await qmp.ExecuteAsync("query-chardev", cancellationToken: cancellationToken).ConfigureAwait(false);
-        var labels = chardevs.EnumerateArray().Select(c => c.GetProperty("label").GetString()).ToHashSet();
+        HashSet<string?> labels = await ChardevsAsync(qmp, cancellationToken).ConfigureAwait(false);
         foreach (string id in chardevIds.Where(labels.Contains))
         {
             await qmp.ChardevRemoveAsync(id, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    private static async Task<HashSet<string?>> ChardevsAsync(QmpClient qmp, CancellationToken cancellationToken)
+    {
+        JsonElement chardevs = await qmp.ExecuteAsync("query-chardev", cancellationToken: cancellationToken).ConfigureAwait(false);
+        return [.. chardevs.EnumerateArray().Select(c => c.GetProperty("label").GetString())];
     }
 
     private static Task<JsonElement> ChardevAddAsync(QmpClient qmp, string id, JsonObject address, CancellationToken cancellationToken) =>

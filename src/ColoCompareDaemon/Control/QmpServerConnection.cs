@@ -44,6 +44,14 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
                 bool wasNegotiated = _negotiated;
                 bool tooLong = !ReadRequests(ref buffer, replies);
                 reader.AdvanceTo(buffer.Start, buffer.End);
+                if (_negotiated && !wasNegotiated)
+                {
+                    // Subscribed before the reply that ends negotiation goes out, so that no event after it is lost
+                    // (a client that acts on the reply at once must see what its act causes); the pump, which
+                    // writes them, starts after that reply, as QMP orders them.
+                    subscription = events.Subscribe();
+                }
+
                 foreach (byte[] reply in replies)
                 {
                     await WriteAsync(writing, reply, stopping).ConfigureAwait(false);
@@ -56,10 +64,9 @@ internal sealed class QmpServerConnection(Stream stream, IQmpCommands commands, 
                     throw new InvalidDataException($"a request line longer than {MaxRequestBytes} bytes");
                 }
 
-                if (_negotiated && !wasNegotiated)
+                if (subscription is not null && !wasNegotiated)
                 {
                     // As QMP: events flow once capabilities are negotiated, after the reply that ends negotiation.
-                    subscription = events.Subscribe();
                     pump = PumpEventsAsync(writing, subscription, leaving.Token);
                 }
 
