@@ -136,7 +136,7 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
         }
 
         var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(20))
+        while (deadline.Elapsed < TimeSpan.FromSeconds(10))
         {
             if (Daemon is not null && await DaemonAnswersAsync(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false))
             {
@@ -178,8 +178,9 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
     public Task<QmpClient> QmpAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
         QmpClient.ConnectAsync($"unix:{Lines.QmpSocket}", new QmpClientOptions { ConnectTimeout = timeout, CommandTimeout = timeout }, cancellationToken);
 
-    /// <summary>Stops the daemon: SIGTERM (it releases what it holds), SIGKILL after 10 s.</summary>
-    public Task StopDaemonAsync(CancellationToken cancellationToken) => StopAsync(Daemon, "the daemon", DaemonPidFile, TimeSpan.FromSeconds(10), cancellationToken);
+    /// <summary>Stops the daemon: SIGTERM (it releases what it holds, up to 5 s), SIGKILL after <paramref name="grace"/> (10 s).</summary>
+    public Task StopDaemonAsync(CancellationToken cancellationToken, TimeSpan? grace = null) =>
+        StopAsync(Daemon, "the daemon", DaemonPidFile, grace ?? TimeSpan.FromSeconds(10), cancellationToken);
 
     /// <summary>Stops QEMU: SIGTERM, SIGKILL after 10 s. A COLO VM has nothing to shut down cleanly on one side alone.</summary>
     public Task StopQemuAsync(CancellationToken cancellationToken) => StopAsync(Qemu, "QEMU", QemuPidFile, TimeSpan.FromSeconds(10), cancellationToken);

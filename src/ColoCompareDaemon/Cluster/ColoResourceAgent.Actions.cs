@@ -86,6 +86,13 @@ internal sealed partial class ColoResourceAgent
             await KeepProtectedAsync(node, qmp, colo, version, cancellationToken).ConfigureAwait(false);
             return OcfExitCode.RunningPromoted;
         }
+        catch (QmpCommandException e)
+        {
+            // QEMU answers; one of the monitor's own steps was refused (a race with QEMU leaving COLO by itself, say).
+            // The VM is fine: failing the monitor would make the cluster stop it. The next monitor looks again.
+            error.WriteLine($"colo-compare: monitor: {e.Message}; trying again at the next monitor");
+            return role == ColoRole.Primary ? OcfExitCode.RunningPromoted : OcfExitCode.Success;
+        }
         catch (Exception e) when (e is QmpException or IOException or System.Net.Sockets.SocketException)
         {
             error.WriteLine($"colo-compare: QEMU (pid {node.Qemu}) does not answer on {node.Lines.QmpSocket}: {e.Message}");
@@ -111,7 +118,8 @@ internal sealed partial class ColoResourceAgent
             if (!await node.DaemonAnswersAsync(TimeSpan.FromMilliseconds(node.Parameters.MonitorTimeout), cancellationToken).ConfigureAwait(false))
             {
                 error.WriteLine("colo-compare: the daemon is lost; restarting it (--restore-redirector repairs redire0)");
-                await node.StopDaemonAsync(cancellationToken).ConfigureAwait(false);
+                // Short grace: a daemon that does not answer releases nothing; stop and start fit the monitor's 20 s.
+                await node.StopDaemonAsync(cancellationToken, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
                 if (await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false) is string problem)
                 {
                     error.WriteLine($"colo-compare: {problem}");
