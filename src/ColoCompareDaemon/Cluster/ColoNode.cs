@@ -53,6 +53,28 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
     public int? Daemon => Alive(DaemonPidFile, Lines.ControlSocket);
 
     /// <summary>The state folder, readable by its owner only (it holds QEMU's monitors).</summary>
+    /// <summary>Past this size daemon.log and qemu.log are copied to NAME.1 and emptied.</summary>
+    public const long LogLimitBytes = 8L << 20;
+
+    /// <summary>
+    /// Bounds the logs of a VM that runs for months (the state folder is usually in /run, which is memory): as
+    /// logrotate's copytruncate, so the daemon's shell-opened O_APPEND descriptor goes on writing at the new end.
+    /// Lines written between the copy and the truncation are lost; nothing else is.
+    /// </summary>
+    public void TrimLogs()
+    {
+        foreach (string path in (string[])[DaemonLog, QemuLog])
+        {
+            var file = new FileInfo(path);
+            if (file.Exists && file.Length > LogLimitBytes)
+            {
+                File.Copy(path, path + ".1", overwrite: true);
+                using var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
+                stream.SetLength(0);
+            }
+        }
+    }
+
     /// <summary>How long ago this node's QEMU was started (its pid file is written then).</summary>
     public TimeSpan QemuAge => DateTime.UtcNow - File.GetLastWriteTimeUtc(QemuPidFile);
 
@@ -90,24 +112,13 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
     public async Task<string?> StartQemuAsync(IReadOnlyList<string> arguments, CancellationToken cancellationToken)
     {
         File.Delete(QemuPidFile);
-        var start = new ProcessStartInfo(parameters.QemuBinary) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string argument in arguments)
+        string[] command = [.. arguments, "-daemonize"];
+        await File.AppendAllTextAsync(QemuLog, $"{DateTime.UtcNow:O} {parameters.QemuBinary} {string.Join(' ', command)}\n", cancellationToken).ConfigureAwait(false);
+        CommandResult result = await CommandRun.RunAsync(parameters.QemuBinary, command, cancellationToken).ConfigureAwait(false);
+        await File.AppendAllTextAsync(QemuLog, result.Output + result.Error, cancellationToken).ConfigureAwait(false);
+        if (result.ExitCode != 0 || Qemu is null)
         {
-            start.ArgumentList.Add(argument);
-        }
-
-        start.ArgumentList.Add("-daemonize");
-        await File.AppendAllTextAsync(QemuLog, $"{DateTime.UtcNow:O} {parameters.QemuBinary} {string.Join(' ', start.ArgumentList)}\n", cancellationToken).ConfigureAwait(false);
-        using Process process = Process.Start(start) ?? throw new InvalidOperationException("QEMU did not start");
-        Task<string> errors = process.StandardError.ReadToEndAsync(cancellationToken);
-        Task<string> output = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-        string text = (await output.ConfigureAwait(false)) + (await errors.ConfigureAwait(false));
-        await File.AppendAllTextAsync(QemuLog, text, cancellationToken).ConfigureAwait(false);
-        if (process.ExitCode != 0 || Qemu is null)
-        {
-            string reason = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? $"exit code {process.ExitCode}";
-            return $"QEMU did not start: {reason}";
+            return $"QEMU did not start: {result.LastLine}";
         }
 
         return null;
@@ -122,18 +133,9 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
         File.Delete(DaemonPidFile);
         // sh writes its own pid and execs the daemon, so the pid is the daemon's; setsid --fork detaches it from the
         // agent, whose standard output Pacemaker reads to the end.
-        var start = new ProcessStartInfo("setsid") { RedirectStandardOutput = true, RedirectStandardError = true };
         string[] arguments = ["--fork", "sh", "-c", "echo $$ > \"$0\"; log=\"$1\"; shift; exec \"$@\" >> \"$log\" 2>&1 < /dev/null", DaemonPidFile, DaemonLog, parameters.ColoCompare, .. Lines.Daemon()];
         await File.AppendAllTextAsync(DaemonLog, $"{DateTime.UtcNow:O} {parameters.ColoCompare} {string.Join(' ', Lines.Daemon())}\n", cancellationToken).ConfigureAwait(false);
-        foreach (string argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using (Process process = Process.Start(start) ?? throw new InvalidOperationException("setsid did not start"))
-        {
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-        }
+        await CommandRun.RunAsync("setsid", arguments, cancellationToken).ConfigureAwait(false);
 
         var deadline = Stopwatch.StartNew();
         while (deadline.Elapsed < TimeSpan.FromSeconds(10))
@@ -221,25 +223,16 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
     /// <summary>Runs a command of the system and returns its standard output, or null (logged) if it failed.</summary>
     public async Task<string?> OutputAsync(string program, IReadOnlyList<string> arguments, CancellationToken cancellationToken)
     {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
         try
         {
-            using Process process = Process.Start(start) ?? throw new InvalidOperationException($"{program} did not start");
-            Task<string> errors = process.StandardError.ReadToEndAsync(cancellationToken);
-            string output = await process.StandardOutput.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-            if (process.ExitCode != 0)
+            CommandResult result = await CommandRun.RunAsync(program, arguments, cancellationToken).ConfigureAwait(false);
+            if (result.ExitCode != 0)
             {
-                log.WriteLine($"colo-compare: {program} {string.Join(' ', arguments)}: exit code {process.ExitCode}: {(await errors.ConfigureAwait(false)).Trim()}");
+                log.WriteLine($"colo-compare: {program} {string.Join(' ', arguments)}: exit code {result.ExitCode}: {result.Error.Trim()}");
                 return null;
             }
 
-            return output;
+            return result.Output;
         }
         catch (System.ComponentModel.Win32Exception e)
         {

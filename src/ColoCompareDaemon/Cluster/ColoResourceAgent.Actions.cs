@@ -72,6 +72,7 @@ internal sealed partial class ColoResourceAgent
             return OcfExitCode.NotRunning;
         }
 
+        node.TrimLogs();
         var timeout = TimeSpan.FromMilliseconds(node.Parameters.MonitorTimeout);
         try
         {

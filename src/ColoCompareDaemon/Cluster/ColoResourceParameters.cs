@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using ColoChardev.ChardevProtocol.Endpoints;
 
 namespace ColoChardev.Daemon.Cluster;
 
@@ -55,7 +56,7 @@ internal sealed partial record ColoResourceParameters
         new("daemon_options", OcfContentType.String, "", false, "More options for the daemon",
             "Added to the daemon's command line, e.g. '--metrics 127.0.0.1:9187 --capture /var/log/colo-compare/vm1 --bypass proto=tcp,port=3389'. The agent sets the chardevs, -object colo-compare, --qmp, --secondary-qmp, --restore-redirector and --control itself."),
         new("state_dir", OcfContentType.String, "", false, "The VM's state folder",
-            "QMP sockets, the daemon's chardevs and control socket, pid files and logs. Empty: /run/colo-ha/VM_NAME."),
+            "QMP sockets, the daemon's chardevs and control socket, pid files and logs (daemon.log and qemu.log are copied to NAME.1 and emptied at 8 MiB). Empty: /run/colo-ha/VM_NAME."),
         new("protect_delay", OcfContentType.Integer, "10", false, "Seconds a freshly booted primary runs alone",
             "A primary the agent booted (no secondary had the VM) is protected only once it has run this long, so COLO does not start while the guest boots: QEMU 11.1 under TCG, protected at once, lost its secondary to a guest panic (virtio ring) at the first checkpoint in the cluster test. A primary that took over by failover is protected as soon as a secondary waits."),
         new("monitor_timeout", OcfContentType.Integer, "5000", false, "How long monitor waits for an answer (ms)",
@@ -257,12 +258,14 @@ internal sealed partial record ColoResourceParameters
             : throw new FormatException($"parameter {name} '{text}' must be a whole number from {min} to {max}");
     }
 
-    private static bool Boolean(Func<string, string> value, string name) => value(name).ToLowerInvariant() switch
+    /// <summary>QEMU's spellings (<see cref="QemuOpts.TryParseBoolean"/>) and OCF's 1/0.</summary>
+    private static bool Boolean(Func<string, string> value, string name)
     {
-        "1" or "true" or "yes" or "on" => true,
-        "0" or "false" or "no" or "off" => false,
-        string other => throw new FormatException($"parameter {name} '{other}' must be true or false"),
-    };
+        string text = value(name).ToLowerInvariant();
+        return text is "1" or "0"
+            ? text == "1"
+            : QemuOpts.TryParseBoolean(text, out bool result) ? result : throw new FormatException($"parameter {name} '{text}' must be true or false");
+    }
 
     [GeneratedRegex("^[A-Za-z0-9._-]+$")]
     private static partial Regex NamePattern();

@@ -32,7 +32,30 @@ internal static class ColoSequences
     public static async Task<HashSet<string>> ObjectsAsync(QmpClient qmp, CancellationToken cancellationToken)
     {
         JsonElement list = await qmp.ExecuteAsync("qom-list", new JsonObject { ["path"] = "/objects" }, cancellationToken).ConfigureAwait(false);
-        return [.. list.EnumerateArray().Select(p => p.GetProperty("name").GetString() ?? string.Empty)];
+        return Names(list, "name", "qom-list");
+    }
+
+    /// <summary>
+    /// The <paramref name="member"/> strings of a reply's array of objects. A reply of another shape is a protocol
+    /// error (QmpException, one sentence), never an exception the agent does not expect.
+    /// </summary>
+    private static HashSet<string> Names(JsonElement reply, string member, string command)
+    {
+        if (reply.ValueKind != JsonValueKind.Array)
+        {
+            throw new QmpProtocolException($"{command} returned {reply.ValueKind}, not a list");
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (JsonElement item in reply.EnumerateArray())
+        {
+            if (item.ValueKind == JsonValueKind.Object && item.TryGetProperty(member, out JsonElement name) && name.ValueKind == JsonValueKind.String)
+            {
+                names.Add(name.GetString()!);
+            }
+        }
+
+        return names;
     }
 
     /// <summary>
@@ -44,7 +67,7 @@ internal static class ColoSequences
     {
         // Idempotent: what an interrupted attempt left in place is kept, the rest added.
         HashSet<string> objects = await ObjectsAsync(qmp, cancellationToken).ConfigureAwait(false);
-        HashSet<string?> chardevs = await ChardevsAsync(qmp, cancellationToken).ConfigureAwait(false);
+        HashSet<string> chardevs = await ChardevsAsync(qmp, cancellationToken).ConfigureAwait(false);
         (string host, int port) = lines.MirrorAddress;
         (string Id, JsonObject Address)[] backends =
         [
@@ -136,18 +159,15 @@ internal static class ColoSequences
             await qmp.ObjectDelAsync(id, cancellationToken).ConfigureAwait(false);
         }
 
-        HashSet<string?> labels = await ChardevsAsync(qmp, cancellationToken).ConfigureAwait(false);
+        HashSet<string> labels = await ChardevsAsync(qmp, cancellationToken).ConfigureAwait(false);
         foreach (string id in chardevIds.Where(labels.Contains))
         {
             await qmp.ChardevRemoveAsync(id, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private static async Task<HashSet<string?>> ChardevsAsync(QmpClient qmp, CancellationToken cancellationToken)
-    {
-        JsonElement chardevs = await qmp.ExecuteAsync("query-chardev", cancellationToken: cancellationToken).ConfigureAwait(false);
-        return [.. chardevs.EnumerateArray().Select(c => c.GetProperty("label").GetString())];
-    }
+    private static async Task<HashSet<string>> ChardevsAsync(QmpClient qmp, CancellationToken cancellationToken) =>
+        Names(await qmp.ExecuteAsync("query-chardev", cancellationToken: cancellationToken).ConfigureAwait(false), "label", "query-chardev");
 
     private static Task<JsonElement> ChardevAddAsync(QmpClient qmp, string id, JsonObject address, CancellationToken cancellationToken) =>
         qmp.ExecuteAsync("chardev-add", new JsonObject

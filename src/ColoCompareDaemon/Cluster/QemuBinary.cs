@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using ColoChardev.Qmp;
@@ -23,15 +22,12 @@ internal static partial class QemuBinary
     /// <summary>Runs <paramref name="binary"/> <c>--version</c>; an error is one sentence for the cluster's log.</summary>
     public static async Task<(QmpVersion? Version, string? Error)> VersionAsync(string binary, CancellationToken cancellationToken)
     {
-        var start = new ProcessStartInfo(binary, ["--version"]) { RedirectStandardOutput = true, RedirectStandardError = true };
         try
         {
-            using Process process = Process.Start(start) ?? throw new InvalidOperationException("not started");
-            string output = await process.StandardOutput.ReadToEndAsync(cancellationToken).ConfigureAwait(false);
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-            return ParseVersion(output) is QmpVersion version
+            CommandResult result = await CommandRun.RunAsync(binary, ["--version"], cancellationToken).ConfigureAwait(false);
+            return ParseVersion(result.Output) is QmpVersion version
                 ? (version, null)
-                : (null, $"'{binary} --version' printed no QEMU version: {output.Split('\n')[0]}");
+                : (null, $"'{binary} --version' printed no QEMU version: {result.LastLine}");
         }
         catch (System.ComponentModel.Win32Exception e)
         {

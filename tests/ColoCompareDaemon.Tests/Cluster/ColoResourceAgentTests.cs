@@ -54,3 +54,57 @@ public class ColoResourceAgentTests
         Assert.Equal(OcfExitCode.Success, (await RunAsync("stop", environment)).Code);
     }
 }
+
+public class ColoNodeTests
+{
+    [Fact]
+    public void A_log_past_its_limit_is_kept_as_dot_1_and_emptied_and_a_writer_holding_it_open_goes_on_at_the_new_end()
+    {
+        string dir = Directory.CreateTempSubdirectory("colo-node-").FullName;
+        try
+        {
+            var environment = new Dictionary<string, string>
+            {
+                ["OCF_RESKEY_vm_name"] = "vm1",
+                ["OCF_RESKEY_node_addresses"] = "n1=192.168.77.1 n2=192.168.77.2",
+                ["OCF_RESKEY_qemu_options"] = "-m 128M",
+                ["OCF_RESKEY_state_dir"] = dir,
+            };
+            Assert.True(ColoResourceParameters.TryParse(environment, out ColoResourceParameters? parameters, out string? error), error);
+            var node = new ColoNode(parameters!, new ColoCommandLines(parameters!, parameters!.Nodes[0], new Qmp.QmpVersion(7, 2, 0)), TextWriter.Null);
+            string log = Path.Combine(dir, "daemon.log");
+            File.WriteAllBytes(log, new byte[ColoNode.LogLimitBytes - 1]);
+            // The daemon's descriptor as the agent opens it: sh's >> (O_APPEND), held open while the log is trimmed.
+            var start = new System.Diagnostics.ProcessStartInfo("sh", ["-c", "exec >>\"$0\"; while read -r line; do echo \"$line\"; done", log]) { RedirectStandardInput = true };
+            using System.Diagnostics.Process writer = System.Diagnostics.Process.Start(start)!;
+            node.TrimLogs();
+            Assert.Equal(ColoNode.LogLimitBytes - 1, new FileInfo(log).Length);
+            Assert.False(File.Exists(log + ".1"));
+
+            writer.StandardInput.WriteLine("past the limit");
+            WaitFor(() => new FileInfo(log).Length == ColoNode.LogLimitBytes + 14);
+            node.TrimLogs();
+            Assert.Equal(ColoNode.LogLimitBytes + 14, new FileInfo(log + ".1").Length);
+            Assert.Equal(0, new FileInfo(log).Length);
+            writer.StandardInput.WriteLine("after");
+            WaitFor(() => new FileInfo(log).Length > 0);
+            Assert.Equal("after\n", File.ReadAllText(log));
+            writer.StandardInput.Close();
+            writer.WaitForExit();
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static void WaitFor(Func<bool> condition)
+    {
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), "the writer did not write");
+            Thread.Sleep(10);
+        }
+    }
+}
