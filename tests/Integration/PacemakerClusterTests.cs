@@ -59,6 +59,22 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             timings.Add($"secondary node back -> COLO running again (re-protection): {Seconds(back)}");
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("re-protected\n", await EchoAsync(echo, "re-protected\n"));
+
+            // 2b. The secondary's QEMU dies on a live node: its monitor fails (the instance is marked failed),
+            // Pacemaker stops and starts it, the primary leaves COLO (on the stop's notification or on seeing COLO
+            // end) and is protected again by the new secondary.
+            int secondaryQemu = int.Parse(cluster.StateFile(secondary, "qemu.pid").Trim(), CultureInfo.InvariantCulture);
+            string leftBefore = cluster.AgentLog(primary);
+            var crashed = Stopwatch.StartNew();
+            Process.GetProcessById(secondaryQemu).Kill();
+            await WaitForAsync(cluster, () => Task.FromResult(Left(cluster.AgentLog(primary)) > Left(leftBefore)), "the primary to leave COLO");
+            await WaitForProtectedAsync(cluster, primary, secondary);
+            timings.Add($"secondary's QEMU killed -> recovered by Pacemaker, COLO running again: {Seconds(crashed)}");
+            Assert.NotEqual(secondaryQemu, int.Parse(cluster.StateFile(secondary, "qemu.pid").Trim(), CultureInfo.InvariantCulture));
+            (int _, string failures) = await cluster.ExecAsync(primary, "crm_failcount", "--query", "--resource", "vm1", "--node", secondary);
+            Assert.Matches(@"value=[1-9]", failures);
+            await AssertProtectedAsync(cluster, http, payload, primary, secondary);
+            Assert.Equal("secondary recovered\n", await EchoAsync(echo, "secondary recovered\n"));
             await CheckpointAsync(cluster, primary);
 
             // 3. The primary's node is lost: the secondary is promoted and the client's connection keeps working.
@@ -126,6 +142,10 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
         Assert.True(after.Compared - before >= 10_000, $"the daemon compared {after.Compared - before} frames of a 16 MiB download");
         Assert.Equal(0, after.PrimaryDropped);
     }
+
+    /// <summary>How often the agent on a primary has left COLO (for a lost secondary, whichever way it noticed).</summary>
+    private static int Left(string agentLog) =>
+        agentLog.Split("stopped: leaving COLO").Length + agentLog.Split("COLO is not running").Length + agentLog.Split("left the cluster: leaving COLO").Length;
 
     /// <summary>The running daemon's part of daemon.log: the agent writes each start's command line before it.</summary>
     private static string CurrentDaemonLog(ColoCluster cluster, string node)
