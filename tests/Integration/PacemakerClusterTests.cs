@@ -20,19 +20,28 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Step = TimeSpan.FromSeconds(120);
 
+    // A client request unanswered for this long counts as not answered: a pause anyone would notice.
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
+
+    // The longest the client may go without an answer across any one step (loss, failover, re-protection).
+    private static readonly TimeSpan LongestPause = TimeSpan.FromSeconds(30);
+
     [Fact]
     public async Task The_cluster_fails_over_both_ways_re_protects_each_time_and_restarts_a_lost_daemon_without_failover()
     {
         await using ColoCluster cluster = await ColoCluster.StartAsync(output.WriteLine);
         var timings = new List<string>();
         using var stop = new CancellationTokenSource();
-        Task<ClientRecord> client = Task.FromResult(new ClientRecord(0, 0, TimeSpan.Zero));
+        Task<ClientRecord> client = Task.FromResult(new ClientRecord(0, [], TimeSpan.Zero));
+        var clock = Stopwatch.StartNew();
+        // The spans in which the client may go unanswered: from each fault (or node's return) to the step's end.
+        var disruptions = new List<(TimeSpan From, TimeSpan To)>();
         try
         {
             using HttpClient http = cluster.ClientNamespace.CreateHttpClient(TimeSpan.FromSeconds(60));
             byte[] payload = File.ReadAllBytes(Path.Combine(RepositoryPaths.Root, ".cache", "guest", "payload.bin"));
-            // A client throughout: a small request every 200 ms; what it notices is the longest pause.
-            client = PollAsync(cluster, stop.Token);
+            // A client throughout: a small request every 200 ms; what it notices are pauses, and only during a step.
+            client = PollAsync(cluster, clock, stop.Token);
 
             // 1. One promoted, one unpromoted, COLO running, the daemon comparing.
             string primary = await cluster.PromotedAsync() ?? throw new InvalidOperationException("nothing promoted\n" + cluster.Diagnostics());
@@ -46,17 +55,21 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
 
             // 2. The secondary's node is lost: the primary leaves COLO and passes traffic through; then it returns.
             var lost = Stopwatch.StartNew();
+            TimeSpan from = clock.Elapsed;
             await cluster.KillNodeAsync(secondary);
             await WaitForAsync(cluster, async () => (await cluster.QmpAsync(primary, "query-colo-status")).Contains("\"mode\":\"none\"", StringComparison.Ordinal), "the primary to leave COLO");
             timings.Add($"secondary node lost -> primary out of COLO, passing traffic: {Seconds(lost)}");
+            disruptions.Add((from, clock.Elapsed));
             Assert.Equal("secondary lost\n", await EchoAsync(echo, "secondary lost\n"));
             Assert.Equal(payload, await http.GetByteArrayAsync(Url(cluster, "/payload.bin")));
             Assert.Equal(0, cluster.DaemonPid(primary));
 
             var back = Stopwatch.StartNew();
+            from = clock.Elapsed;
             await cluster.StartNodeAsync(secondary);
             await WaitForProtectedAsync(cluster, primary, secondary);
             timings.Add($"secondary node back -> COLO running again (re-protection): {Seconds(back)}");
+            disruptions.Add((from, clock.Elapsed));
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("re-protected\n", await EchoAsync(echo, "re-protected\n"));
 
@@ -66,10 +79,12 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             int secondaryQemu = int.Parse(cluster.StateFile(secondary, "qemu.pid").Trim(), CultureInfo.InvariantCulture);
             string leftBefore = cluster.AgentLog(primary);
             var crashed = Stopwatch.StartNew();
+            from = clock.Elapsed;
             Process.GetProcessById(secondaryQemu).Kill();
             await WaitForAsync(cluster, () => Task.FromResult(Left(cluster.AgentLog(primary)) > Left(leftBefore)), "the primary to leave COLO");
             await WaitForProtectedAsync(cluster, primary, secondary);
             timings.Add($"secondary's QEMU killed -> recovered by Pacemaker, COLO running again: {Seconds(crashed)}");
+            disruptions.Add((from, clock.Elapsed));
             Assert.NotEqual(secondaryQemu, int.Parse(cluster.StateFile(secondary, "qemu.pid").Trim(), CultureInfo.InvariantCulture));
             (int _, string failures) = await cluster.ExecAsync(primary, "crm_failcount", "--query", "--resource", "vm1", "--node", secondary);
             Assert.Matches(@"value=[1-9]", failures);
@@ -79,18 +94,22 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
 
             // 3. The primary's node is lost: the secondary is promoted and the client's connection keeps working.
             lost.Restart();
+            from = clock.Elapsed;
             await cluster.KillNodeAsync(primary);
-            await WaitForAsync(cluster, async () => await cluster.PromotedAsync() == secondary && await AnswersAsync(http, cluster), "the secondary to be promoted and answer");
+            await WaitForAsync(cluster, async () => await cluster.PromotedAsync() == secondary && await AnswersAsync(http, cluster, TimeSpan.FromSeconds(2)), "the secondary to be promoted and answer");
             timings.Add($"primary node lost -> secondary promoted, traffic flowing: {Seconds(lost)}");
+            disruptions.Add((from, clock.Elapsed));
             Assert.Equal("primary lost\n", await EchoAsync(echo, "primary lost\n"));
             Assert.Contains("\"last-mode\":\"secondary\"", await cluster.QmpAsync(secondary, "query-colo-status"), StringComparison.Ordinal);
             Assert.Contains("failover: the secondary takes over", cluster.AgentLog(secondary), StringComparison.Ordinal);
 
             back.Restart();
+            from = clock.Elapsed;
             await cluster.StartNodeAsync(primary);
             (primary, secondary) = (secondary, primary);
             await WaitForProtectedAsync(cluster, primary, secondary);
             timings.Add($"old primary's node back -> COLO running the other way (re-protection): {Seconds(back)}");
+            disruptions.Add((from, clock.Elapsed));
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("other way\n", await EchoAsync(echo, "other way\n"));
 
@@ -98,9 +117,11 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             int daemon = cluster.DaemonPid(primary);
             Assert.True(daemon > 0, "no daemon on the primary");
             var restart = Stopwatch.StartNew();
+            from = clock.Elapsed;
             Process.GetProcessById(daemon).Kill();
             await WaitForAsync(cluster, () => Task.FromResult(cluster.DaemonPid(primary) is int pid && pid > 0 && pid != daemon && Directory.Exists($"/proc/{pid}")), "the agent to restart the daemon");
             timings.Add($"daemon killed -> restarted by the monitor: {Seconds(restart)}");
+            disruptions.Add((from, clock.Elapsed));
             Assert.Equal(primary, await cluster.PromotedAsync());
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("daemon back\n", await EchoAsync(echo, "daemon back\n"));
@@ -108,10 +129,17 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
 
             await stop.CancelAsync();
             ClientRecord record = await client;
-            timings.Add($"the client throughout: {record.Answered} requests answered, {record.Failed} not, longest pause {record.LongestPause.TotalSeconds:0.0} s");
-            // Every failover is a pause, never the end: the client got answers after each step, and most of the time.
-            Assert.True(record.Answered > 10 * record.Failed, $"{record.Answered} answered, {record.Failed} not");
-            Assert.True(record.LongestPause < Step, $"the client waited {record.LongestPause} for an answer");
+            timings.Add($"the client throughout: {record.Answered} requests answered, {record.Unanswered.Count} not, longest pause {record.LongestPause.TotalSeconds:0.0} s");
+            // Every failover is a bounded pause, never the end, and the protected VM between the steps answers every request.
+            // A request started up to one timeout before a fault can be caught by it; the step's end is checked
+            // every 200 ms, so the client may see the recovery up to 2 s after the test does.
+            var outside = record.Unanswered
+                .Where(at => !disruptions.Any(d => at >= d.From - RequestTimeout && at <= d.To + TimeSpan.FromSeconds(2)))
+                .ToList();
+            Assert.True(
+                outside.Count == 0,
+                $"{outside.Count} requests unanswered outside a failover or re-protection, at {string.Join(", ", outside.Select(at => at.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)))} s; steps {string.Join(", ", disruptions.Select(d => $"{d.From.TotalSeconds:0.0}-{d.To.TotalSeconds:0.0}"))} s");
+            Assert.True(record.Answered > 0 && record.LongestPause < LongestPause, $"the client waited {record.LongestPause} for an answer");
         }
         catch
         {
@@ -170,17 +198,20 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
         await WaitForAsync(cluster, () => Task.FromResult(cluster.StateFile(primary, "daemon.log").Split("checkpoint completed").Length > count), "a checkpoint");
     }
 
-    private sealed record ClientRecord(int Answered, int Failed, TimeSpan LongestPause);
+    /// <summary>What the polling client saw: answers, when each unanswered request was sent, and its longest wait.</summary>
+    private sealed record ClientRecord(int Answered, IReadOnlyList<TimeSpan> Unanswered, TimeSpan LongestPause);
 
-    private static async Task<ClientRecord> PollAsync(ColoCluster cluster, CancellationToken stop)
+    private static async Task<ClientRecord> PollAsync(ColoCluster cluster, Stopwatch clock, CancellationToken stop)
     {
-        using HttpClient http = cluster.ClientNamespace.CreateHttpClient(TimeSpan.FromSeconds(2));
-        int answered = 0, failed = 0;
+        using HttpClient http = cluster.ClientNamespace.CreateHttpClient(RequestTimeout);
+        int answered = 0;
+        var unanswered = new List<TimeSpan>();
         TimeSpan longest = TimeSpan.Zero;
         var sinceAnswer = Stopwatch.StartNew();
         while (!stop.IsCancellationRequested)
         {
-            if (await AnswersAsync(http, cluster))
+            TimeSpan sent = clock.Elapsed;
+            if (await AnswersAsync(http, cluster, RequestTimeout))
             {
                 answered++;
                 longest = sinceAnswer.Elapsed > longest ? sinceAnswer.Elapsed : longest;
@@ -188,7 +219,7 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             }
             else
             {
-                failed++;
+                unanswered.Add(sent);
             }
 
             try
@@ -201,14 +232,14 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             }
         }
 
-        return new ClientRecord(answered, failed, longest);
+        return new ClientRecord(answered, unanswered, longest);
     }
 
-    private static async Task<bool> AnswersAsync(HttpClient http, ColoCluster cluster)
+    private static async Task<bool> AnswersAsync(HttpClient http, ColoCluster cluster, TimeSpan timeout)
     {
         try
         {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            using var cts = new CancellationTokenSource(timeout);
             return await http.GetStringAsync(Url(cluster, "/index.html"), cts.Token) == "colochardev guest\n";
         }
         catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
