@@ -18,6 +18,9 @@
 #     the size once, at boot) and is read from the device on every request, so a
 #     primary and a secondary answer differently even right after a checkpoint made their memory identical:
 #     divergence on demand.
+#   - GET /cgi-bin/disk?SLOT=TEXT writes TEXT (letters and digits) to 512-byte sector SLOT of /dev/vda, flushed;
+#     GET /cgi-bin/disk?SLOT drops the page cache and reads the sector back from the disk: "disk SLOT TEXT" (or
+#     "no disk"). The replicated disk's test writes on one node and reads on the other after a failover.
 #   - TCP echo on port 7 (busybox nc -ll -e /bin/cat)
 #   - prints COLO-GUEST-READY on ttyS0 once all of that listens.
 set -euo pipefail
@@ -76,8 +79,9 @@ cp "$bb" "$root/bin/busybox"
 for applet in $("$bb" --list); do
   [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
 done
-# Load order from the modules' depends= (virtio-net is a module in the cloud kernel; fw_cfg gives the VM its name).
-modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net qemu_fw_cfg"
+# Load order from the modules' depends= (virtio-net and virtio-blk are modules in the cloud kernel; fw_cfg gives the VM
+# its name).
+modules="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net virtio_blk qemu_fw_cfg"
 for m in $modules; do
   f="$(find "$kdir" -name "$m.ko" -o -name "$m.ko.xz" | head -n 1)"
   [ -n "$f" ] || { log "module $m not found in $kpkg"; exit 1; }
@@ -118,6 +122,25 @@ name=${1:-unnamed}
 printf 'Content-Type: text/plain\r\n\r\n%s %s\n' "$name" "$(head -c 16 /dev/urandom | hexdump -ve '1/1 "%02x"')"
 CGI
 chmod +x "$root/www/cgi-bin/vm"
+
+cat > "$root/www/cgi-bin/disk" <<'CGI'
+#!/bin/sh
+# SLOT=TEXT writes, SLOT reads (after dropping the page cache, so the answer comes from the disk, not from memory).
+printf 'Content-Type: text/plain\r\n\r\n'
+[ -b /dev/vda ] || { echo "no disk"; exit 0; }
+slot=${QUERY_STRING%%=*}
+case "$slot" in ''|*[!0-9]*) echo "bad slot"; exit 0 ;; esac
+case "$QUERY_STRING" in
+  *=*)
+    text=${QUERY_STRING#*=}
+    case "$text" in ''|*[!A-Za-z0-9]*) echo "bad text"; exit 0 ;; esac
+    printf '%s\n' "$text" | dd of=/dev/vda bs=512 seek="$slot" count=1 conv=sync,notrunc,fsync 2>/dev/null
+    ;;
+esac
+echo 3 > /proc/sys/vm/drop_caches
+printf 'disk %s %s\n' "$slot" "$(dd if=/dev/vda bs=512 skip="$slot" count=1 2>/dev/null | tr -d '\000' | head -n 1)"
+CGI
+chmod +x "$root/www/cgi-bin/disk"
 
 head -c 16777216 /dev/urandom > "$work/payload.bin"
 mkdir -p "$work/data/www"

@@ -17,6 +17,9 @@
 # /var/log/{corosync,pacemaker}, /run, /dev/shm and /usr/lib/ocf/resource.d are its own folders under the state
 # folder (/tmp/colo-cluster-NAME, or $COLO_CLUSTER_DIR), and the daemon is at /usr/local/lib/colo-compare (where
 # docs/operations.md installs it; here a bind mount of the build output, $COLO_COMPARE_DIR). The guest is 10.0.0.2.
+# The VM has a replicated disk (parameter disk): /var/lib/colo-ha/vm1.raw on each node, the node's own file
+# NODE/disks/vm1.raw in the state folder, made at start (16 MiB of zeros; COLO_CLUSTER_DISK_MB sets the size, 0 = no
+# disk) and kept while a node is away, so a node that returns brings its stale copy.
 # cluster.env in the state folder describes the running cluster (shell syntax).
 set -euo pipefail
 
@@ -32,6 +35,8 @@ dir="${COLO_CLUSTER_DIR:-/tmp/colo-cluster-$name}"
 [ -f "$dir/cluster.env" ] && . "$dir/cluster.env" && name="$COLO_CLUSTER_NAME"
 compare_dir="${COLO_COMPARE_DIR:-$repo/src/ColoCompareDaemon/bin/Release/net10.0}"
 guest="${COLO_GUEST_DIR:-$repo/.cache/guest}"
+disk_mb="${COLO_CLUSTER_DISK_MB:-16}"
+case "$disk_mb" in ''|*[!0-9]*) echo "colo-cluster: COLO_CLUSTER_DISK_MB is a whole number" >&2; exit 2 ;; esac
 
 log() { echo "colo-cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -68,7 +73,7 @@ node_processes() {
 node_main() {
   local node="$1" d="$dir/$1" e
   hostname "$node"
-  mkdir -p "$d"/{var-lib-corosync,var-lib-pacemaker/{cib,pengine,blackbox,cores},var-log-corosync,var-log-pacemaker,usr-local-lib}
+  mkdir -p "$d"/{var-lib-corosync,var-lib-pacemaker/{cib,pengine,blackbox,cores},var-log-corosync,var-log-pacemaker,usr-local-lib,disks}
   chown -R hacluster:haclient "$d/var-lib-pacemaker" "$d/var-log-pacemaker"
   chmod 750 "$d/var-lib-pacemaker/cib"
   mount --bind "$d/etc-corosync" /etc/corosync
@@ -77,6 +82,7 @@ node_main() {
   mount --bind "$d/var-log-corosync" /var/log/corosync
   mount --bind "$d/var-log-pacemaker" /var/log/pacemaker
   mount --bind "$d/ocf" /usr/lib/ocf/resource.d
+  mkdir -p /var/lib/colo-ha && mount --bind "$d/disks" /var/lib/colo-ha
   mount -t tmpfs -o mode=1777 tmpfs /dev/shm
   mount -t tmpfs -o mode=755 tmpfs /run
   # /usr/local/lib with its own content plus colo-compare/
@@ -149,17 +155,18 @@ node_config() { # node's corosync.conf and resource agent folder
 }
 
 resource_config() { # the crm shell configuration of the VM, for this machine's QEMU
-  local qemu version mem
+  local qemu version mem disk=""
   if [ "${COLO_TCG_WORKAROUND:-on}" != off ]; then qemu="$("$here/qemu.sh" colo-tcg)"; else qemu="$("$here/qemu.sh" binary)"; fi
   version="$("$here/qemu.sh" version)"
   # Workaround 2 of docs/colo-pair.md: QEMU before 9.0 under TCG needs guest RAM that is not a multiple of 256 KiB.
   if [ "$(printf '%s\n%s\n' 9.0 "$version" | sort -V | head -n 1)" = 9.0 ]; then mem=128M; else mem=131064K; fi
+  [ "$disk_mb" -eq 0 ] || disk=" disk=/var/lib/colo-ha/vm1.raw"
   cat <<EOF
 property stonith-enabled=false no-quorum-policy=stop
 primitive vm1 ocf:colochardev:colo \\
   params vm_name=vm1 node_addresses="n1=192.168.77.1 n2=192.168.77.2" qemu_binary="$qemu" \\
     qemu_options="-accel tcg -M pc -smp 1 -m $mem -nodefaults -no-reboot -kernel $guest/vmlinuz -initrd $guest/initramfs.img -append 'console=ttyS0 quiet panic=-1 colo_ip=10.0.0.2/24' -serial file:/run/colo-ha/vm1/serial.log" \\
-    bridge=br-vm daemon_options="--summary-interval 1" \\
+    bridge=br-vm daemon_options="--summary-interval 1"$disk \\
   op monitor interval=3s role=Unpromoted timeout=20s \\
   op monitor interval=2s role=Promoted timeout=20s
 clone vm1-clone vm1 meta promotable=true promoted-max=1 promoted-node-max=1 clone-max=2 clone-node-max=1 notify=true
@@ -194,6 +201,10 @@ case "$command" in
     network_up
     node_config n1
     node_config n2
+    for n in n1 n2; do
+      mkdir -p "$dir/$n/disks"
+      [ "$disk_mb" -eq 0 ] || truncate -s "${disk_mb}M" "$dir/$n/disks/vm1.raw"
+    done
     start_node n1
     start_node n2
     wait_for 60 "both nodes online" sh -c "'$here/colo-cluster.sh' exec --name $name n1 crm_mon -1 | grep -q 'Online: \[ n1 n2 \]'"

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using ColoChardev.Testbed;
 using Xunit.Abstractions;
 
@@ -51,18 +52,29 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             // A long-lived client connection, older than the next checkpoint (docs/colo-pair.md: TCP timestamps).
             using Socket echo = await cluster.ClientNamespace.ConnectTcpAsync(new IPEndPoint(cluster.GuestAddress, 7), CancellationToken.None);
             Assert.Equal("opened\n", await EchoAsync(echo, "opened\n"));
+
+            // The replicated disk: a write in the guest reaches the secondary's image through the replication child.
+            var disk = new GuestDisk(http, Url(cluster, "/cgi-bin/disk"));
+            await disk.WriteAsync(1);
+            await WaitForImageAsync(cluster, secondary, disk, 1);
             await CheckpointAsync(cluster, primary);
 
             // 2. The secondary's node is lost: the primary leaves COLO and passes traffic through; then it returns.
             var lost = Stopwatch.StartNew();
             TimeSpan from = clock.Elapsed;
             await cluster.KillNodeAsync(secondary);
+            // The guest writes while its replication child still points at the lost node: the write must complete
+            // once the primary lets go of it (yank), not hang the guest's disk.
+            Task lostWrite = disk.WriteAsync(6);
             await WaitForAsync(cluster, async () => (await cluster.QmpAsync(primary, "query-colo-status")).Contains("\"mode\":\"none\"", StringComparison.Ordinal), "the primary to leave COLO");
             timings.Add($"secondary node lost -> primary out of COLO, passing traffic: {Seconds(lost)}");
             disruptions.Add((from, clock.Elapsed));
             Assert.Equal("secondary lost\n", await EchoAsync(echo, "secondary lost\n"));
+            await lostWrite;
             Assert.Equal(payload, await http.GetByteArrayAsync(Url(cluster, "/payload.bin")));
             Assert.Equal(0, cluster.DaemonPid(primary));
+            // Written while the VM runs alone: only the copy of the disk before COLO starts again can bring it over.
+            await disk.WriteAsync(2);
 
             var back = Stopwatch.StartNew();
             from = clock.Elapsed;
@@ -72,6 +84,8 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             disruptions.Add((from, clock.Elapsed));
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("re-protected\n", await EchoAsync(echo, "re-protected\n"));
+            await WaitForImageAsync(cluster, secondary, disk, 1, 2, 6);
+            Assert.Contains("copying the disk to it first", cluster.AgentLog(primary), StringComparison.Ordinal);
 
             // 2b. The secondary's QEMU dies on a live node: its monitor fails (the instance is marked failed),
             // Pacemaker stops and starts it, the primary leaves COLO (on the stop's notification or on seeing COLO
@@ -90,6 +104,8 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             Assert.Matches(@"value=[1-9]", failures);
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("secondary recovered\n", await EchoAsync(echo, "secondary recovered\n"));
+            await disk.WriteAsync(3);
+            await WaitForImageAsync(cluster, secondary, disk, 1, 2, 3, 6);
             await CheckpointAsync(cluster, primary);
 
             // 3. The primary's node is lost: the secondary is promoted and the client's connection keeps working.
@@ -102,6 +118,9 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             Assert.Equal("primary lost\n", await EchoAsync(echo, "primary lost\n"));
             Assert.Contains("\"last-mode\":\"secondary\"", await cluster.QmpAsync(secondary, "query-colo-status"), StringComparison.Ordinal);
             Assert.Contains("failover: the secondary takes over", cluster.AgentLog(secondary), StringComparison.Ordinal);
+            // The VM that took over reads, from its disk (page cache dropped), what the lost primary wrote.
+            await disk.AssertReadsAsync(1, 2, 3, 6);
+            await disk.WriteAsync(4);
 
             back.Restart();
             from = clock.Elapsed;
@@ -112,6 +131,8 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             disruptions.Add((from, clock.Elapsed));
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("other way\n", await EchoAsync(echo, "other way\n"));
+            // The returning node's stale image now has what was written while it was away.
+            await WaitForImageAsync(cluster, secondary, disk, 1, 2, 3, 4, 6);
 
             // 4. The daemon is lost: the agent's monitor restarts it; no failover.
             int daemon = cluster.DaemonPid(primary);
@@ -126,6 +147,9 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
             await AssertProtectedAsync(cluster, http, payload, primary, secondary);
             Assert.Equal("daemon back\n", await EchoAsync(echo, "daemon back\n"));
             Assert.Contains("the daemon is lost; restarting it", cluster.AgentLog(primary), StringComparison.Ordinal);
+            await disk.WriteAsync(5);
+            await WaitForImageAsync(cluster, secondary, disk, 1, 2, 3, 4, 5, 6);
+            await disk.AssertReadsAsync(1, 2, 3, 4, 5, 6);
 
             await stop.CancelAsync();
             ClientRecord record = await client;
@@ -150,6 +174,7 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
         {
             await stop.CancelAsync();
             await client;
+            output.WriteLine("what the agent said:\n" + string.Join('\n', ColoCluster.Nodes.Select(node => $"--- {node}\n{cluster.AgentLog(node)}")));
             output.WriteLine("timings (this 2-core machine, TCG):\n  " + string.Join("\n  ", timings));
         }
     }
@@ -196,6 +221,43 @@ public sealed class PacemakerClusterTests(ITestOutputHelper output)
         (int code, string reply) = await cluster.ExecAsync(primary, Path.Combine(AppContext.BaseDirectory, "colo-compare"), "qmp", "unix:/run/colo-ha/vm1/qmp.sock", "migrate-set-parameters", """{"x-checkpoint-delay":20000}""");
         Assert.True(code == 0, reply);
         await WaitForAsync(cluster, () => Task.FromResult(cluster.StateFile(primary, "daemon.log").Split("checkpoint completed").Length > count), "a checkpoint");
+    }
+
+    /// <summary>Waits until a node's own disk image holds what the guest wrote at each slot.</summary>
+    private static async Task WaitForImageAsync(ColoCluster cluster, string node, GuestDisk disk, params int[] slots)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        while (slots.Any(slot => cluster.DiskImageSlot(node, slot) != disk.Written[slot]))
+        {
+            if (stopwatch.Elapsed > TimeSpan.FromSeconds(20))
+            {
+                string found = string.Join(", ", slots.Select(slot => $"{slot}: '{cluster.DiskImageSlot(node, slot)}' (written '{disk.Written[slot]}')"));
+                throw new Xunit.Sdk.XunitException($"{node}'s disk image does not hold what the guest wrote: {found}\n{cluster.Diagnostics()}");
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>The guest's disk through its /cgi-bin/disk: a fresh random text per write, read back from the device.</summary>
+    private sealed class GuestDisk(HttpClient http, Uri cgi)
+    {
+        public Dictionary<int, string> Written { get; } = [];
+
+        public async Task WriteAsync(int slot)
+        {
+            string text = "t" + Convert.ToHexString(RandomNumberGenerator.GetBytes(8));
+            Assert.Equal($"disk {slot} {text}\n", await http.GetStringAsync(new Uri($"{cgi}?{slot}={text}")));
+            Written[slot] = text;
+        }
+
+        public async Task AssertReadsAsync(params int[] slots)
+        {
+            foreach (int slot in slots)
+            {
+                Assert.Equal($"disk {slot} {Written[slot]}\n", await http.GetStringAsync(new Uri($"{cgi}?{slot}")));
+            }
+        }
     }
 
     /// <summary>What the polling client saw: answers, when each unanswered request was sent, and its longest wait.</summary>

@@ -72,6 +72,15 @@ public sealed class ResourceAgentTests(ITestOutputHelper output) : IDisposable
         (code, text) = await InstalledAsync(["crm_resource", "--validate", .. good, "--option", "qemu_binary=/nonexistent/qemu"]);
         Assert.Contains("returned 5 (not installed)", text, StringComparison.Ordinal);
         Assert.Contains("qemu_binary '/nonexistent/qemu' cannot be run", text, StringComparison.Ordinal);
+        (code, text) = await InstalledAsync(["crm_resource", "--validate", .. good, "--option", "disk=/nonexistent/vm1.raw"]);
+        Assert.Contains("returned 5 (not installed)", text, StringComparison.Ordinal);
+        Assert.Contains("disk '/nonexistent/vm1.raw' does not exist on this node", text, StringComparison.Ordinal);
+        string image = Path.Combine(_root, "vm1.raw");
+        await File.WriteAllBytesAsync(image, new byte[1 << 20]);
+        (code, text) = await InstalledAsync(["crm_resource", "--validate", .. good, "--option", $"disk={image}"]);
+        Assert.True(code == 0, text);
+        (code, text) = await InstalledAsync(["crm_resource", "--validate", .. good, "--option", $"disk={image}", "--option", "qemu_img=/nonexistent/qemu-img"]);
+        Assert.Contains("qemu_img '/nonexistent/qemu-img' is not an executable file", text, StringComparison.Ordinal);
         output.WriteLine(text);
     }
 

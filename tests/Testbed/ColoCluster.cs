@@ -89,6 +89,21 @@ public sealed class ColoCluster : IAsyncDisposable
         return File.Exists(path) ? File.ReadAllText(path) : string.Empty;
     }
 
+    /// <summary>
+    /// The text at 512-byte sector <paramref name="slot"/> of a node's own disk image (the file behind its
+    /// /var/lib/colo-ha/vm1.raw, read on the host), up to its first newline.
+    /// </summary>
+    public string DiskImageSlot(string node, int slot)
+    {
+        using var image = new FileStream(Path.Combine(Directory, node, "disks", "vm1.raw"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        byte[] sector = new byte[512];
+        image.Position = slot * 512L;
+        image.ReadExactly(sector);
+        string text = Encoding.ASCII.GetString(sector).TrimEnd('\0');
+        int newline = text.IndexOf('\n', StringComparison.Ordinal);
+        return newline >= 0 ? text[..newline] : text;
+    }
+
     /// <summary>The daemon's pid on a node, from the agent's pid file; 0 if none.</summary>
     public int DaemonPid(string node) =>
         int.TryParse(StateFile(node, "daemon.pid").Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) ? pid : 0;

@@ -128,13 +128,18 @@ internal sealed class XenNotifyChannel(ICheckpointTarget nic, ChardevEndpoint en
         }
     }
 
-    private void LogUnsent(byte[] payload)
+    private void LogUnsent(Peer failed, byte[] payload)
     {
         bool request = ReferenceEquals(payload, DoCheckpoint);
         if (request)
         {
-            // The divergence is still held: ask again on the next connection.
+            // The divergence is still held: ask again on the next connection. That one may have connected (and looked
+            // for a pending request) while this send still held the peer that left: then it is asked now.
             Volatile.Write(ref _pending, 1);
+            if (Volatile.Read(ref _peer) is Peer next && !ReferenceEquals(next, failed) && Interlocked.Exchange(ref _pending, 0) == 1)
+            {
+                _ = SendAsync(next, DoCheckpoint);
+            }
         }
 
         string message = "could not send " + Encoding.ASCII.GetString(payload) + ": the connection is gone" + (request ? "; it will be sent on the next one" : string.Empty);
@@ -148,20 +153,20 @@ internal sealed class XenNotifyChannel(ICheckpointTarget nic, ChardevEndpoint en
         {
             if (peer.Connection.PeerHasLeft())
             {
-                LogUnsent(payload);
+                LogUnsent(peer, payload);
                 return;
             }
 
             peer.Writer.Write(payload, 0);
             if (!await peer.Writer.FlushAsync(peer.Connection.Closed).ConfigureAwait(false))
             {
-                LogUnsent(payload);
+                LogUnsent(peer, payload);
             }
         }
         catch (InvalidOperationException)
         {
             // The connection was closed under us (its pipe completed).
-            LogUnsent(payload);
+            LogUnsent(peer, payload);
         }
         finally
         {

@@ -5,9 +5,11 @@ namespace ColoChardev.Daemon.Cluster;
 
 /// <summary>
 /// The command lines the agent runs: the primary QEMU, the secondary QEMU and the daemon, wired as QEMU's
-/// docs/COLO-FT.txt wires a pair (diskless), with the daemon in place of <c>-object colo-compare</c>. The streams
-/// between the nodes are TCP on the nodes' COLO addresses (<c>base_port</c> + offset); everything within a node is a
-/// Unix socket in the state folder.
+/// docs/COLO-FT.txt wires a pair, with the daemon in place of <c>-object colo-compare</c>. The streams between the
+/// nodes are TCP on the nodes' COLO addresses (<c>base_port</c> + offset); everything within a node is a Unix socket in
+/// the state folder. A VM with a <c>disk</c> has COLO-FT.txt's drives: on the primary a quorum (<c>colo-disk0</c>) over
+/// the local image, to which re-protection adds the replication child; on the secondary the same quorum over a
+/// secondary replication drive whose chain ends in the local image (<c>parent0</c>, exported over NBD).
 /// </summary>
 internal sealed class ColoCommandLines(ColoResourceParameters parameters, ClusterNode local, QmpVersion version)
 {
@@ -20,6 +22,18 @@ internal sealed class ColoCommandLines(ColoResourceParameters parameters, Cluste
     public string ControlSocket => $"{Dir}/control.sock";
     public string PrimaryInSocket => $"{Dir}/primary-in.sock";
     public string OutdevSocket => $"{Dir}/outdev.sock";
+
+    /// <summary>The secondary's active and hidden disks (qcow2, made afresh at each start): what it wrote since the last checkpoint.</summary>
+    public string ActiveDisk => $"{Dir}/active-disk.qcow2";
+    public string HiddenDisk => $"{Dir}/hidden-disk.qcow2";
+
+    /// <summary>The ids of COLO-FT.txt: the disk the guest sees, the secondary's local image and the replication nodes.</summary>
+    public const string DiskId = "colo-disk0", ParentId = "parent0", ParentNode = "parent0-disk", ReplicationNode = "replication0", ResyncJob = "resync";
+
+    public bool HasDisk => parameters.Disk is not null;
+
+    /// <summary>The secondary's NBD server on the COLO link, which exports its local image as <c>parent0</c>.</summary>
+    public (string Host, int Port) NbdAddress(ClusterNode node) => (node.Address, parameters.BasePort + ColoResourceParameters.NbdPortOffset);
 
     /// <summary>QEMU writes its pid here (<c>-pidfile</c>); the agent finds its QEMU by it.</summary>
     public string QemuPidFile => $"{Dir}/qemu.pid";
@@ -48,13 +62,23 @@ internal sealed class ColoCommandLines(ColoResourceParameters parameters, Cluste
         "-qmp", $"unix:{DaemonQmpSocket},server=on,wait=off",
         "-netdev", $"tap,id=hn0,ifname={parameters.Tap},script=no,downscript=no,vhost=off,vnet_hdr={(parameters.VnetHdr ? "on" : "off")}",
         "-device", $"{parameters.NicModel},id=e0,netdev=hn0,mac={parameters.Mac}",
+        .. HasDisk ? ["-device", $"{parameters.DiskModel},id=d0,drive={DiskId}"] : Array.Empty<string>(),
     ];
+
+    /// <summary>QemuOpts doubles a comma inside a value.</summary>
+    private static string Escaped(string value) => value.Replace(",", ",,", StringComparison.Ordinal);
 
     /// <summary>
     /// A primary booted fresh, plain: no filters and no daemon until a secondary waits for it (re-protection adds
     /// them over QMP, <see cref="ColoSequences.ProtectAsync"/>), so its guest is reachable while it runs alone.
     /// </summary>
-    public List<string> Primary() => Common();
+    public List<string> Primary() =>
+    [
+        .. Common(),
+        .. HasDisk
+            ? ["-drive", $"if=none,id={DiskId},driver=quorum,read-pattern=fifo,vote-threshold=1,children.0.file.filename={Escaped(parameters.Disk!)},children.0.driver=raw"]
+            : Array.Empty<string>(),
+    ];
 
     /// <summary>The mirror's address on this node, which the secondary's <c>red0</c> connects to.</summary>
     public (string Host, int Port) MirrorAddress => (Local.Address, parameters.BasePort + ColoResourceParameters.MirrorPortOffset);
@@ -75,7 +99,20 @@ internal sealed class ColoCommandLines(ColoResourceParameters parameters, Cluste
         "-object", $"filter-redirector,id=f1,netdev=hn0,queue=tx,indev=red0{VnetHdr}",
         "-object", $"filter-redirector,id=f2,netdev=hn0,queue=rx,outdev=red1{VnetHdr}",
         "-object", $"filter-rewriter,id=rew0,netdev=hn0,queue=all{VnetHdr}",
+        .. HasDisk ? SecondaryDrives() : [],
         "-incoming", "defer",
+    ];
+
+    /// <summary>
+    /// The secondary's disk: its local image (<c>parent0</c>), under the hidden and active qcow2 disks that hold what
+    /// the primary and its own guest wrote since the last checkpoint, under the replication drive, under the quorum the
+    /// guest sees.
+    /// </summary>
+    private string[] SecondaryDrives() =>
+    [
+        "-drive", $"if=none,id={ParentId},node-name={ParentNode},driver=raw,file.filename={Escaped(parameters.Disk!)}",
+        "-drive", $"if=none,id=childs0,driver=replication,mode=secondary,top-id={DiskId},file.driver=qcow2,file.file.filename={Escaped(ActiveDisk)},file.backing.driver=qcow2,file.backing.file.filename={Escaped(HiddenDisk)},file.backing.backing={ParentId}",
+        "-drive", $"if=none,id={DiskId},driver=quorum,read-pattern=fifo,vote-threshold=1,children.0=childs0",
     ];
 
     /// <summary>The daemon on the primary's node: QEMU's colo-compare arguments plus its monitors and control socket.</summary>

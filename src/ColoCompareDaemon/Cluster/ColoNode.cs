@@ -95,6 +95,65 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
         }
     }
 
+    /// <summary>
+    /// Whether the agent stopped the VM to attach the disk's replication child: until COLO runs, a monitor that finds
+    /// the VM paused and no migration under way resumes it (the attempt failed, or the agent was killed mid-way).
+    /// </summary>
+    public bool PausedForProtection
+    {
+        get => File.Exists($"{Dir}/paused-for-protection");
+        set
+        {
+            if (value)
+            {
+                File.WriteAllText($"{Dir}/paused-for-protection", string.Empty);
+            }
+            else if (File.Exists($"{Dir}/paused-for-protection"))
+            {
+                File.Delete($"{Dir}/paused-for-protection");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The secondary's active and hidden disks, made afresh (qcow2, the size of the local image) before its QEMU
+    /// starts; null, or why not.
+    /// </summary>
+    public async Task<string?> MakeReplicationDisksAsync(CancellationToken cancellationToken)
+    {
+        if (parameters.Disk is not string disk)
+        {
+            return null;
+        }
+
+        if (!File.Exists(disk))
+        {
+            return $"disk '{disk}' does not exist on this node";
+        }
+
+        string size = new FileInfo(disk).Length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (string path in (string[])[Lines.ActiveDisk, Lines.HiddenDisk])
+        {
+            File.Delete(path);
+            CommandResult result;
+            try
+            {
+                result = await CommandRun.RunAsync(parameters.QemuImg, ["create", "-q", "-f", "qcow2", path, size], cancellationToken).ConfigureAwait(false);
+            }
+            catch (System.ComponentModel.Win32Exception e)
+            {
+                return $"qemu_img '{parameters.QemuImg}' cannot be run: {e.Message}";
+            }
+
+            if (result.ExitCode != 0)
+            {
+                return $"qemu-img could not make {path}: {result.LastLine}";
+            }
+        }
+
+        return null;
+    }
+
     public void PrepareStateDir()
     {
         if (OperatingSystem.IsWindows())

@@ -24,6 +24,12 @@ internal sealed partial class ColoResourceAgent
         }
 
         node.PrepareStateDir();
+        if (await node.MakeReplicationDisksAsync(cancellationToken).ConfigureAwait(false) is string diskProblem)
+        {
+            error.WriteLine($"colo-compare: {diskProblem}");
+            return OcfExitCode.Generic;
+        }
+
         if (await node.StartQemuAsync(node.Lines.Secondary(), cancellationToken).ConfigureAwait(false) is string problem)
         {
             error.WriteLine($"colo-compare: {problem}");
@@ -106,6 +112,11 @@ internal sealed partial class ColoResourceAgent
         await PromotionScoreAsync(node, ScorePrimary, cancellationToken).ConfigureAwait(false);
         MigrationInfo migration = await qmp.QueryMigrateAsync(cancellationToken).ConfigureAwait(false);
         bool underWay = colo.Mode == "primary" || MigrationUnderWay.Contains(migration.Status);
+        if (colo.Mode == "primary")
+        {
+            // COLO runs, so the migration resumed the VM the agent had stopped.
+            node.PausedForProtection = false;
+        }
         if (underWay && await PeerLostAsync(node, cancellationToken).ConfigureAwait(false))
         {
             // A node lost without fencing gets no stop, so no notification: the membership says it.
@@ -121,16 +132,16 @@ internal sealed partial class ColoResourceAgent
                 error.WriteLine("colo-compare: the daemon is lost; restarting it (--restore-redirector repairs redire0)");
                 // Short grace: a daemon that does not answer releases nothing; stop and start fit the monitor's 20 s.
                 await node.StopDaemonAsync(cancellationToken, TimeSpan.FromSeconds(3)).ConfigureAwait(false);
-                if (await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false) is string problem)
+                if (await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false) is string restartProblem)
                 {
-                    error.WriteLine($"colo-compare: {problem}");
+                    error.WriteLine($"colo-compare: {restartProblem}");
                 }
             }
 
             return;
         }
 
-        if (await ColoSequences.HasPrimaryNetworkAsync(qmp, cancellationToken).ConfigureAwait(false))
+        if (await ColoSequences.HasPrimaryNetworkAsync(qmp, cancellationToken).ConfigureAwait(false) || node.PausedForProtection)
         {
             error.WriteLine($"colo-compare: COLO is not running (last mode {colo.LastMode}, reason {colo.Reason}, migration {migration.Status}); running plain until the secondary waits again");
             await GoPlainAsync(node, qmp, cancellationToken).ConfigureAwait(false);
@@ -141,38 +152,103 @@ internal sealed partial class ColoResourceAgent
             return;
         }
 
-        if (await PeerWaitsAsync(node, cancellationToken).ConfigureAwait(false))
+        if (!await PeerWaitsAsync(node, cancellationToken).ConfigureAwait(false))
         {
-            error.WriteLine($"colo-compare: the secondary on {node.Lines.Peer.Name} waits: protecting the VM again");
-            string? problem;
-            try
+            if (node.Lines.HasDisk && await ColoDiskSequences.HoldsSecondaryAsync(qmp, cancellationToken).ConfigureAwait(false))
             {
-                await ColoSequences.AddPrimaryNetworkAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
-                problem = await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false);
-                if (problem is null)
-                {
-                    await ColoSequences.StartColoAsync(qmp, node.Lines, version, node.Parameters.CheckpointInterval, cancellationToken).ConfigureAwait(false);
-                }
-            }
-            catch (QmpCommandException e)
-            {
-                problem = e.Message;
+                error.WriteLine($"colo-compare: the secondary on {node.Lines.Peer.Name} went away during the disk copy; letting it go");
+                await ColoDiskSequences.ReleaseSecondaryAsync(qmp, cancellationToken).ConfigureAwait(false);
             }
 
-            if (problem is not null)
-            {
-                // The VM runs on, plain; the next monitor tries again. A failed attempt must not fail the monitor:
-                // the cluster would recover the primary by stopping it.
-                error.WriteLine($"colo-compare: re-protection failed: {problem}; running plain, trying again at the next monitor");
-                await GoPlainAsync(node, qmp, cancellationToken).ConfigureAwait(false);
-            }
+            return;
+        }
+
+        string? problem;
+        try
+        {
+            problem = await ProtectAsync(node, qmp, version, cancellationToken).ConfigureAwait(false);
+        }
+        catch (QmpCommandException e)
+        {
+            problem = e.Message;
+        }
+
+        if (problem is not null)
+        {
+            // The VM runs on, plain; the next monitor tries again. A failed attempt must not fail the monitor:
+            // the cluster would recover the primary by stopping it.
+            error.WriteLine($"colo-compare: re-protection failed: {problem}; running plain, trying again at the next monitor");
+            await GoPlainAsync(node, qmp, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    /// <summary>Leaves COLO, removes the primary's COLO network, then stops the daemon (after redire1 is gone, so no output is dropped).</summary>
+    /// <summary>
+    /// Protects the VM again, its peer's secondary waiting: with a disk, first the copy of the disk (over as many
+    /// monitors as it takes, the VM running); then the COLO network and the daemon; with a disk, the VM stopped, the
+    /// copy ended and the replication child attached; then COLO (the migration resumes the VM once COLO runs).
+    /// Returns null, or why it failed.
+    /// </summary>
+    private async Task<string?> ProtectAsync(ColoNode node, QmpClient qmp, QmpVersion version, CancellationToken cancellationToken)
+    {
+        if (node.Lines.HasDisk)
+        {
+            DiskResync resync = await ColoDiskSequences.ResyncAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
+            // A small disk is copied within this monitor; a large one over as many as it takes.
+            for (int look = 0; resync != DiskResync.Ready && look < 20; look++)
+            {
+                await Task.Delay(150, cancellationToken).ConfigureAwait(false);
+                resync = await ColoDiskSequences.ResyncAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
+            }
+
+            string progress = await ColoDiskSequences.ProgressAsync(qmp, cancellationToken).ConfigureAwait(false);
+            error.WriteLine($"colo-compare: the secondary on {node.Lines.Peer.Name} waits: copying the disk to it first ({progress}{(resync == DiskResync.Ready ? ", ready" : string.Empty)})");
+            if (resync != DiskResync.Ready)
+            {
+                return null;
+            }
+        }
+
+        error.WriteLine($"colo-compare: the secondary on {node.Lines.Peer.Name} waits: protecting the VM again");
+        await ColoSequences.AddPrimaryNetworkAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
+        if (await node.StartDaemonAsync(cancellationToken).ConfigureAwait(false) is string problem)
+        {
+            return problem;
+        }
+
+        if (node.Lines.HasDisk)
+        {
+            node.PausedForProtection = true;
+            await qmp.StopAsync(cancellationToken).ConfigureAwait(false);
+            await ColoDiskSequences.AttachReplicationAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
+        }
+
+        await ColoSequences.StartColoAsync(qmp, node.Lines, version, node.Parameters.CheckpointInterval, cancellationToken).ConfigureAwait(false);
+        return null;
+    }
+
+    /// <summary>
+    /// Leaves COLO, lets go of the secondary's disk, removes the primary's COLO network, resumes a VM the agent had
+    /// stopped for an attempt that failed, then stops the daemon (after redire1 is gone, so no output is dropped).
+    /// </summary>
     private static async Task GoPlainAsync(ColoNode node, QmpClient qmp, CancellationToken cancellationToken)
     {
+        if (node.Lines.HasDisk)
+        {
+            await ColoDiskSequences.ReleaseSecondaryAsync(qmp, cancellationToken).ConfigureAwait(false);
+        }
+
         await ColoSequences.LeaveColoAsPrimaryAsync(qmp, cancellationToken).ConfigureAwait(false);
+        if (node.PausedForProtection)
+        {
+            VmStatus status = await qmp.QueryStatusAsync(cancellationToken).ConfigureAwait(false);
+            if (status.Status != "running")
+            {
+                await qmp.ContAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            node.PausedForProtection = false;
+        }
+
         await node.StopDaemonAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -226,6 +302,10 @@ internal sealed partial class ColoResourceAgent
             if (colo.Mode == "secondary" || status.Status != "inmigrate")
             {
                 error.WriteLine($"colo-compare: failover: the secondary takes over (COLO mode {colo.Mode}, VM {status.Status})");
+                if (node.Lines.HasDisk)
+                {
+                    await ColoDiskSequences.StopSecondaryExportAsync(qmp, cancellationToken).ConfigureAwait(false);
+                }
                 await ColoSequences.SecondaryFailoverAsync(qmp, cancellationToken).ConfigureAwait(false);
                 await TapAsync(node, onBridge: true, cancellationToken).ConfigureAwait(false);
                 node.BootedAsPrimary = false;

@@ -149,6 +149,18 @@ internal sealed partial class ColoResourceAgent(IReadOnlyDictionary<string, stri
             return OcfExitCode.Installed;
         }
 
+        if (parameters.Disk is string disk && !File.Exists(disk))
+        {
+            error.WriteLine($"colo-compare: disk '{disk}' does not exist on this node");
+            return OcfExitCode.Installed;
+        }
+
+        if (parameters.Disk is not null && !Executables.Exists(parameters.QemuImg))
+        {
+            error.WriteLine($"colo-compare: qemu_img '{parameters.QemuImg}' is not an executable file (package qemu-utils); a secondary with a disk needs it");
+            return OcfExitCode.Installed;
+        }
+
         var lines = new ColoCommandLines(parameters, local, version);
         if (!CommandLine.TryParse(lines.Daemon(), out _, out string? daemonProblem))
         {

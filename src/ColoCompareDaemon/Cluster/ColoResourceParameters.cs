@@ -30,7 +30,7 @@ internal sealed partial record ColoResourceParameters
         new("qemu_binary", OcfContentType.String, "qemu-system-x86_64", false, "QEMU's binary",
             "The qemu-system binary, a path or a name on PATH. The same version on both nodes."),
         new("qemu_options", OcfContentType.String, "", true, "The VM's own QEMU options",
-            "Machine, CPU, memory, kernel or disks: everything but the network, the monitors and COLO, which the agent adds (-netdev tap with id hn0, the NIC device, the chardevs and filters of docs/COLO-FT.txt, -qmp, -incoming on the secondary). Split like sh words, without expansions."),
+            "Machine, CPU, memory, kernel: everything but the network, the replicated disk, the monitors and COLO, which the agent adds (-netdev tap with id hn0, the NIC device, the disk's drives and device, the chardevs and filters of docs/COLO-FT.txt, -qmp, -incoming on the secondary). A disk given here is not replicated: each node's guest would write its own. Split like sh words, without expansions."),
         new("nic_model", OcfContentType.String, "virtio-net-pci", false, "The NIC device",
             "The -device the VM's NIC is; the agent adds netdev=hn0 and the MAC address."),
         new("mac", OcfContentType.String, "", false, "The NIC's MAC address",
@@ -49,6 +49,12 @@ internal sealed partial record ColoResourceParameters
             "How often queues are scanned for timeouts."),
         new("max_queue_size", OcfContentType.Integer, "1024", false, "colo-compare's max_queue_size (packets)",
             "A flow's queue at this size asks for a checkpoint."),
+        new("disk", OcfContentType.String, "", false, "The VM's replicated disk",
+            "A raw image at this path on each node, each node's own copy, the same size on both. The primary writes it and, through QEMU's block replication (quorum, replication and NBD drives of docs/COLO-FT.txt), the secondary's copy too; before COLO starts, the primary copies its disk to the secondary's (drive-mirror, sync full), so a node that was away starts from the survivor's disk. Empty: a VM without disks."),
+        new("disk_model", OcfContentType.String, "virtio-blk-pci", false, "The disk's device",
+            "The -device the replicated disk is attached to; the agent adds drive=colo-disk0."),
+        new("qemu_img", OcfContentType.String, "qemu-img", false, "qemu-img",
+            "Makes the secondary's active and hidden disks (qcow2, in state_dir) at each start, when disk is set."),
         new("vnet_hdr", OcfContentType.Boolean, "false", false, "vnet_hdr_support on every filter",
             "Set vnet_hdr_support on the filters and the daemon alike."),
         new("colo_compare", OcfContentType.String, DefaultColoCompare, false, "The colo-compare executable",
@@ -83,6 +89,11 @@ internal sealed partial record ColoResourceParameters
     public required int ExpiredScanCycle { get; init; }
     public required int MaxQueueSize { get; init; }
     public required bool VnetHdr { get; init; }
+
+    /// <summary>The replicated disk's path on each node, or null for a VM without disks.</summary>
+    public required string? Disk { get; init; }
+    public required string DiskModel { get; init; }
+    public required string QemuImg { get; init; }
     public required string ColoCompare { get; init; }
     public required IReadOnlyList<string> DaemonOptions { get; init; }
     public required string StateDir { get; init; }
@@ -163,6 +174,12 @@ internal sealed partial record ColoResourceParameters
             throw new FormatException($"parameter state_dir '{stateDir}' is too long for the sockets in it (at most {107 - "/secondary-in.sock".Length} bytes)");
         }
 
+        string disk = value("disk");
+        if (disk.Length > 0 && !disk.StartsWith('/'))
+        {
+            throw new FormatException($"parameter disk '{disk}' must be an absolute path");
+        }
+
         return new ColoResourceParameters
         {
             VmName = vmName,
@@ -179,6 +196,9 @@ internal sealed partial record ColoResourceParameters
             ExpiredScanCycle = Integer(value, "expired_scan_cycle", 1, 3_600_000),
             MaxQueueSize = Integer(value, "max_queue_size", 1, 1 << 20),
             VnetHdr = Boolean(value, "vnet_hdr"),
+            Disk = disk.Length > 0 ? disk : null,
+            DiskModel = value("disk_model"),
+            QemuImg = value("qemu_img"),
             ColoCompare = value("colo_compare"),
             DaemonOptions = DaemonOptionsOf(value),
             StateDir = stateDir.TrimEnd('/'),

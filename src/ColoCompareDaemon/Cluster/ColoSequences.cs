@@ -16,6 +16,9 @@ internal static class ColoSequences
     private static readonly string[] PrimaryFilters = ["m0", "redire0", "redire1"];
     private static readonly string[] PrimaryChardevs = ["mirror0", "compare0", "compare_out"];
 
+    /// <summary>Migration states before COLO in which <c>migrate_cancel</c> ends the migration.</summary>
+    private static readonly string[] MigrationStarting = ["setup", "active", "pre-switchover", "device", "wait-unplug"];
+
     /// <summary><c>x-colo</c> (with <c>return-path</c> from 11.0, which requires it) on either side.</summary>
     public static Task SetColoCapabilitiesAsync(QmpClient qmp, QmpVersion version, CancellationToken cancellationToken) =>
         qmp.MigrateSetCapabilitiesAsync(
@@ -24,6 +27,12 @@ internal static class ColoSequences
     /// <summary>A secondary started with <c>-incoming defer</c>: COLO allowed, then listening for the primary.</summary>
     public static async Task PrepareSecondaryAsync(QmpClient qmp, ColoCommandLines lines, QmpVersion version, CancellationToken cancellationToken)
     {
+        if (lines.HasDisk)
+        {
+            // Exported before the migration listens: a primary that finds the secondary waiting finds its disk too.
+            await ColoDiskSequences.ExportSecondaryDiskAsync(qmp, lines, cancellationToken).ConfigureAwait(false);
+        }
+
         await SetColoCapabilitiesAsync(qmp, version, cancellationToken).ConfigureAwait(false);
         await qmp.ExecuteAsync("migrate-incoming", new JsonObject { ["uri"] = lines.MigrationUri(lines.Local) }, cancellationToken).ConfigureAwait(false);
     }
@@ -127,6 +136,11 @@ internal static class ColoSequences
         if (status.Mode == "primary")
         {
             await qmp.ColoLostHeartbeatAsync(cancellationToken).ConfigureAwait(false);
+        }
+        else if ((await qmp.QueryMigrateAsync(cancellationToken).ConfigureAwait(false)).Status is string migration && MigrationStarting.Contains(migration))
+        {
+            // COLO not reached yet: the migration towards a secondary that is gone could wait on TCP for minutes.
+            await qmp.ExecuteAsync("migrate_cancel", cancellationToken: cancellationToken).ConfigureAwait(false);
         }
 
         await RemoveAsync(qmp, ["m0", "redire1", "redire0"], PrimaryChardevs, cancellationToken).ConfigureAwait(false);

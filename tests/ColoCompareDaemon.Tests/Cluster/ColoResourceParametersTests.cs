@@ -49,6 +49,9 @@ public class ColoResourceParametersTests
         Assert.Equal("/run/colo-ha/vm1", p.StateDir);
         Assert.Equal("colo-vm1", p.Tap);
         Assert.Null(p.Bridge);
+        Assert.Null(p.Disk);
+        Assert.Equal("virtio-blk-pci", p.DiskModel);
+        Assert.Equal("qemu-img", p.QemuImg);
         Assert.Equal(ColoResourceParameters.DefaultColoCompare, p.ColoCompare);
         Assert.Equal(["-m", "128M", "-kernel", "/boot/vmlinuz", "-append", "console=ttyS0 quiet"], p.QemuOptions);
         Assert.Equal([new ClusterNode("n1", "192.168.77.1"), new ClusterNode("n2", "192.168.77.2")], p.Nodes);
@@ -82,6 +85,7 @@ public class ColoResourceParametersTests
     [InlineData("mac", "53:54:00:12:34:56", "must be a unicast MAC address")]
     [InlineData("tap", "a-very-long-tap-name", "parameter tap 'a-very-long-tap-name' must be a network interface name")]
     [InlineData("state_dir", "relative/dir", "must be an absolute path")]
+    [InlineData("disk", "vm1.raw", "parameter disk 'vm1.raw' must be an absolute path")]
     [InlineData("qemu_options", "-append 'unclosed", "parameter qemu_options has an unmatched '")]
     [InlineData("daemon_options", "--qmp unix:/x", "daemon_options may not set --qmp")]
     [InlineData("daemon_options", "--restore-redirector=redire0,before=redire1", "daemon_options may not set --restore-redirector")]
@@ -125,7 +129,7 @@ public class ShellWordsTests
 
 public class ColoCommandLinesTests
 {
-    private static ColoCommandLines Lines(QmpVersion version, bool vnet = false)
+    private static ColoCommandLines Lines(QmpVersion version, bool vnet = false, string? disk = null)
     {
         var environment = new Dictionary<string, string>
         {
@@ -135,6 +139,11 @@ public class ColoCommandLinesTests
             ["OCF_RESKEY_vnet_hdr"] = vnet ? "true" : "false",
             ["OCF_RESKEY_daemon_options"] = "--metrics 127.0.0.1:9187",
         };
+        if (disk is not null)
+        {
+            environment["OCF_RESKEY_disk"] = disk;
+        }
+
         Assert.True(ColoResourceParameters.TryParse(environment, out ColoResourceParameters? parameters, out string? error), error);
         return new ColoCommandLines(parameters!, parameters!.Nodes[1], version);
     }
@@ -177,6 +186,29 @@ public class ColoCommandLinesTests
         Assert.DoesNotContain("-incoming", primary);
         Assert.DoesNotContain(primary, a => a.Contains("filter-", StringComparison.Ordinal));
         Assert.Contains("tap,id=hn0,ifname=colo-vm1,script=no,downscript=no,vhost=off,vnet_hdr=off", primary);
+        Assert.DoesNotContain("-drive", primary);
+    }
+
+    [Fact]
+    public void A_disk_is_colo_ft_txts_quorum_on_both_with_the_secondarys_replication_chain_over_its_own_image()
+    {
+        ColoCommandLines lines = Lines(new QmpVersion(7, 2, 22), disk: "/var/lib/colo-ha/vm,1.raw");
+        List<string> primary = lines.Primary();
+        Assert.Contains("if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,vote-threshold=1,children.0.file.filename=/var/lib/colo-ha/vm,,1.raw,children.0.driver=raw", primary);
+        Assert.Contains("virtio-blk-pci,id=d0,drive=colo-disk0", primary);
+
+        List<string> secondary = lines.Secondary();
+        Assert.Contains("if=none,id=parent0,node-name=parent0-disk,driver=raw,file.filename=/var/lib/colo-ha/vm,,1.raw", secondary);
+        Assert.Contains("if=none,id=childs0,driver=replication,mode=secondary,top-id=colo-disk0,file.driver=qcow2,file.file.filename=/run/colo-ha/vm1/active-disk.qcow2,file.backing.driver=qcow2,file.backing.file.filename=/run/colo-ha/vm1/hidden-disk.qcow2,file.backing.backing=parent0", secondary);
+        Assert.Contains("if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,vote-threshold=1,children.0=childs0", secondary);
+
+        // The same devices in the same order on both sides: the migration carries their state.
+        static IEnumerable<string> Devices(List<string> line) => line.Where((a, i) => i > 0 && line[i - 1] == "-device");
+        Assert.Equal(Devices(primary), Devices(secondary));
+
+        // The secondary's NBD export, on its COLO address at base_port + 3, as the primary's copy and replication reach it.
+        Assert.Equal(("192.168.77.2", 9003), lines.NbdAddress(lines.Local));
+        Assert.Equal(("192.168.77.1", 9003), lines.NbdAddress(lines.Peer));
     }
 }
 
