@@ -155,7 +155,15 @@ internal static class ColoDiskSequences
 
         if (instances.Count > 0)
         {
-            await qmp.ExecuteAsync("yank", new JsonObject { ["instances"] = instances }, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await qmp.ExecuteAsync("yank", new JsonObject { ["instances"] = instances }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (QmpCommandException)
+            {
+                // A node with no connection to cut has no yank instance; the steps below do not need one then, and a
+                // refusal here must not keep the primary in COLO with a lost secondary.
+            }
         }
 
         if (await JobAsync(qmp, cancellationToken).ConfigureAwait(false) is not null)

@@ -117,6 +117,7 @@ internal sealed partial class ColoResourceAgent
             // COLO runs, so the migration resumed the VM the agent had stopped.
             node.PausedForProtection = false;
         }
+
         if (underWay && await PeerLostAsync(node, cancellationToken).ConfigureAwait(false))
         {
             // A node lost without fencing gets no stop, so no notification: the membership says it.
