@@ -12,6 +12,13 @@ public static class QemuOpts
     /// <summary>The boolean spellings, for error messages.</summary>
     public const string BooleanSpellings = "on/off, yes/no or true/false";
 
+    /// <summary>A value written into an option string: each comma doubled, which <see cref="Split"/> reads back as one.</summary>
+    public static string Escape(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        return value.Replace(",", ",,", StringComparison.Ordinal);
+    }
+
     /// <summary>
     /// Splits <paramref name="text"/> on commas, with <c>,,</c> read as a literal comma. Empty items are kept (a
     /// trailing comma gives one at the end), so the caller can refuse them in its own words.

@@ -1,4 +1,5 @@
 using System.Globalization;
+using ColoChardev.ChardevProtocol.Endpoints;
 using ColoChardev.Qmp;
 
 namespace ColoChardev.Daemon.Cluster;
@@ -23,7 +24,10 @@ internal sealed class ColoCommandLines(ColoResourceParameters parameters, Cluste
     public string PrimaryInSocket => $"{Dir}/primary-in.sock";
     public string OutdevSocket => $"{Dir}/outdev.sock";
 
-    /// <summary>The secondary's active and hidden disks (qcow2, made afresh at each start): what it wrote since the last checkpoint.</summary>
+    /// <summary>
+    /// The secondary's active and hidden disks (qcow2, made afresh at each start): since the last checkpoint, what its
+    /// own guest wrote, and what the primary's writes replaced in the local image.
+    /// </summary>
     public string ActiveDisk => $"{Dir}/active-disk.qcow2";
     public string HiddenDisk => $"{Dir}/hidden-disk.qcow2";
 
@@ -65,18 +69,15 @@ internal sealed class ColoCommandLines(ColoResourceParameters parameters, Cluste
         .. HasDisk ? ["-device", $"{parameters.DiskModel},id=d0,drive={DiskId}"] : Array.Empty<string>(),
     ];
 
-    /// <summary>QemuOpts doubles a comma inside a value.</summary>
-    private static string Escaped(string value) => value.Replace(",", ",,", StringComparison.Ordinal);
-
     /// <summary>
     /// A primary booted fresh, plain: no filters and no daemon until a secondary waits for it (re-protection adds
-    /// them over QMP, <see cref="ColoSequences.ProtectAsync"/>), so its guest is reachable while it runs alone.
+    /// them over QMP when the promoted monitor protects the VM), so its guest is reachable while it runs alone.
     /// </summary>
     public List<string> Primary() =>
     [
         .. Common(),
         .. HasDisk
-            ? ["-drive", $"if=none,id={DiskId},driver=quorum,read-pattern=fifo,vote-threshold=1,children.0.file.filename={Escaped(parameters.Disk!)},children.0.driver=raw"]
+            ? ["-drive", $"if=none,id={DiskId},driver=quorum,read-pattern=fifo,vote-threshold=1,children.0.file.filename={QemuOpts.Escape(parameters.Disk!)},children.0.driver=raw"]
             : Array.Empty<string>(),
     ];
 
@@ -110,8 +111,8 @@ internal sealed class ColoCommandLines(ColoResourceParameters parameters, Cluste
     /// </summary>
     private string[] SecondaryDrives() =>
     [
-        "-drive", $"if=none,id={ParentId},node-name={ParentNode},driver=raw,file.filename={Escaped(parameters.Disk!)}",
-        "-drive", $"if=none,id=childs0,driver=replication,mode=secondary,top-id={DiskId},file.driver=qcow2,file.file.filename={Escaped(ActiveDisk)},file.backing.driver=qcow2,file.backing.file.filename={Escaped(HiddenDisk)},file.backing.backing={ParentId}",
+        "-drive", $"if=none,id={ParentId},node-name={ParentNode},driver=raw,file.filename={QemuOpts.Escape(parameters.Disk!)}",
+        "-drive", $"if=none,id=childs0,driver=replication,mode=secondary,top-id={DiskId},file.driver=qcow2,file.file.filename={QemuOpts.Escape(ActiveDisk)},file.backing.driver=qcow2,file.backing.file.filename={QemuOpts.Escape(HiddenDisk)},file.backing.backing={ParentId}",
         "-drive", $"if=none,id={DiskId},driver=quorum,read-pattern=fifo,vote-threshold=1,children.0=childs0",
     ];
 

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ColoChardev.Qmp;
-using ColoChardev.Qmp.Colo;
 
 namespace ColoChardev.Daemon.Cluster;
 
@@ -106,14 +105,18 @@ internal static class ColoDiskSequences
 
     /// <summary>
     /// With the VM stopped and the copy ready: the copy ends (block-job-cancel of a ready mirror leaves the target
-    /// consistent) and the replication child joins the quorum as <c>children.1</c>. Idempotent.
+    /// consistent) and the replication child joins the quorum as <c>children.1</c>. Idempotent. Returns null, or why
+    /// not (the caller resumes the VM and tries again later).
     /// </summary>
-    public static async Task AttachReplicationAsync(QmpClient qmp, ColoCommandLines lines, CancellationToken cancellationToken)
+    public static async Task<string?> AttachReplicationAsync(QmpClient qmp, ColoCommandLines lines, CancellationToken cancellationToken)
     {
         if (await JobAsync(qmp, cancellationToken).ConfigureAwait(false) is not null)
         {
             await qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = ColoCommandLines.ResyncJob }, cancellationToken).ConfigureAwait(false);
-            await WaitForNoJobAsync(qmp, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            if (!await NoJobWithinAsync(qmp, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false))
+            {
+                return $"the disk copy job '{ColoCommandLines.ResyncJob}' did not end within 10 s of block-job-cancel";
+            }
         }
 
         HashSet<string> nodes = await NodesAsync(qmp, cancellationToken).ConfigureAwait(false);
@@ -137,6 +140,7 @@ internal static class ColoDiskSequences
         };
         await qmp.ExecuteAsync("blockdev-add", replication, cancellationToken).ConfigureAwait(false);
         await qmp.ExecuteAsync("x-blockdev-change", new JsonObject { ["parent"] = ColoCommandLines.DiskId, ["node"] = ColoCommandLines.ReplicationNode }, cancellationToken).ConfigureAwait(false);
+        return null;
     }
 
     /// <summary>
@@ -168,8 +172,10 @@ internal static class ColoDiskSequences
 
         if (await JobAsync(qmp, cancellationToken).ConfigureAwait(false) is not null)
         {
+            // A job that has not ended yet keeps its target: the blockdev-del below is refused and the next monitor
+            // tries again.
             await qmp.ExecuteAsync("block-job-cancel", new JsonObject { ["device"] = ColoCommandLines.ResyncJob, ["force"] = true }, cancellationToken).ConfigureAwait(false);
-            await WaitForNoJobAsync(qmp, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            await NoJobWithinAsync(qmp, TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
         }
 
         if (nodes.Contains(ResyncTarget))
@@ -234,37 +240,26 @@ internal static class ColoDiskSequences
         return null;
     }
 
-    private static async Task WaitForNoJobAsync(QmpClient qmp, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>Whether the copy job is gone within <paramref name="timeout"/>.</summary>
+    private static async Task<bool> NoJobWithinAsync(QmpClient qmp, TimeSpan timeout, CancellationToken cancellationToken)
     {
         DateTime deadline = DateTime.UtcNow + timeout;
         while (await JobAsync(qmp, cancellationToken).ConfigureAwait(false) is not null)
         {
             if (DateTime.UtcNow > deadline)
             {
-                throw new QmpProtocolException($"the disk copy job '{ColoCommandLines.ResyncJob}' did not end within {timeout.TotalSeconds:0} s");
+                return false;
             }
 
             await Task.Delay(50, cancellationToken).ConfigureAwait(false);
         }
+
+        return true;
     }
 
-    private static async Task<HashSet<string>> NodesAsync(QmpClient qmp, CancellationToken cancellationToken)
-    {
-        JsonElement list = await qmp.ExecuteAsync("query-named-block-nodes", new JsonObject { ["flat"] = true }, cancellationToken).ConfigureAwait(false);
-        if (list.ValueKind != JsonValueKind.Array)
-        {
-            throw new QmpProtocolException($"query-named-block-nodes returned {list.ValueKind}, not a list");
-        }
-
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (JsonElement node in list.EnumerateArray())
-        {
-            if (node.ValueKind == JsonValueKind.Object && node.TryGetProperty("node-name", out JsonElement name) && name.ValueKind == JsonValueKind.String)
-            {
-                names.Add(name.GetString()!);
-            }
-        }
-
-        return names;
-    }
+    private static async Task<HashSet<string>> NodesAsync(QmpClient qmp, CancellationToken cancellationToken) =>
+        ColoSequences.Names(
+            await qmp.ExecuteAsync("query-named-block-nodes", new JsonObject { ["flat"] = true }, cancellationToken).ConfigureAwait(false),
+            "node-name",
+            "query-named-block-nodes");
 }

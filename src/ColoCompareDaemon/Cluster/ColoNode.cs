@@ -82,17 +82,7 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
     public bool BootedAsPrimary
     {
         get => File.Exists($"{Dir}/booted-as-primary");
-        set
-        {
-            if (value)
-            {
-                File.WriteAllText($"{Dir}/booted-as-primary", string.Empty);
-            }
-            else if (File.Exists($"{Dir}/booted-as-primary"))
-            {
-                File.Delete($"{Dir}/booted-as-primary");
-            }
-        }
+        set => Mark($"{Dir}/booted-as-primary", value);
     }
 
     /// <summary>
@@ -102,16 +92,19 @@ internal sealed class ColoNode(ColoResourceParameters parameters, ColoCommandLin
     public bool PausedForProtection
     {
         get => File.Exists($"{Dir}/paused-for-protection");
-        set
+        set => Mark($"{Dir}/paused-for-protection", value);
+    }
+
+    /// <summary>A fact kept across agent runs as an empty file in the state folder: there or not.</summary>
+    private static void Mark(string path, bool value)
+    {
+        if (value)
         {
-            if (value)
-            {
-                File.WriteAllText($"{Dir}/paused-for-protection", string.Empty);
-            }
-            else if (File.Exists($"{Dir}/paused-for-protection"))
-            {
-                File.Delete($"{Dir}/paused-for-protection");
-            }
+            File.WriteAllText(path, string.Empty);
+        }
+        else if (File.Exists(path))
+        {
+            File.Delete(path);
         }
     }
 

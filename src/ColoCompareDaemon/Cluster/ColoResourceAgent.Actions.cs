@@ -220,7 +220,10 @@ internal sealed partial class ColoResourceAgent
         {
             node.PausedForProtection = true;
             await qmp.StopAsync(cancellationToken).ConfigureAwait(false);
-            await ColoDiskSequences.AttachReplicationAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false);
+            if (await ColoDiskSequences.AttachReplicationAsync(qmp, node.Lines, cancellationToken).ConfigureAwait(false) is string attachProblem)
+            {
+                return attachProblem;
+            }
         }
 
         await ColoSequences.StartColoAsync(qmp, node.Lines, version, node.Parameters.CheckpointInterval, cancellationToken).ConfigureAwait(false);
@@ -233,21 +236,29 @@ internal sealed partial class ColoResourceAgent
     /// </summary>
     private static async Task GoPlainAsync(ColoNode node, QmpClient qmp, CancellationToken cancellationToken)
     {
-        if (node.Lines.HasDisk)
+        try
         {
-            await ColoDiskSequences.ReleaseSecondaryAsync(qmp, cancellationToken).ConfigureAwait(false);
-        }
-
-        await ColoSequences.LeaveColoAsPrimaryAsync(qmp, cancellationToken).ConfigureAwait(false);
-        if (node.PausedForProtection)
-        {
-            VmStatus status = await qmp.QueryStatusAsync(cancellationToken).ConfigureAwait(false);
-            if (status.Status != "running")
+            if (node.Lines.HasDisk)
             {
-                await qmp.ContAsync(cancellationToken).ConfigureAwait(false);
+                await ColoDiskSequences.ReleaseSecondaryAsync(qmp, cancellationToken).ConfigureAwait(false);
             }
 
-            node.PausedForProtection = false;
+            await ColoSequences.LeaveColoAsPrimaryAsync(qmp, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Even if a step above was refused (the next monitor retries it): a VM the agent stopped never stays
+            // stopped because letting go of its secondary did not finish.
+            if (node.PausedForProtection)
+            {
+                VmStatus status = await qmp.QueryStatusAsync(cancellationToken).ConfigureAwait(false);
+                if (status.Status != "running")
+                {
+                    await qmp.ContAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                node.PausedForProtection = false;
+            }
         }
 
         await node.StopDaemonAsync(cancellationToken).ConfigureAwait(false);

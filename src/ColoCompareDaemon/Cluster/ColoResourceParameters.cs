@@ -168,6 +168,12 @@ internal sealed partial record ColoResourceParameters
             throw new FormatException($"parameter state_dir '{stateDir}' must be an absolute path");
         }
 
+        // Its sockets go into QEMU's and the daemon's option strings (-qmp unix:PATH,server=on, path=PATH).
+        if (stateDir.Contains(',', StringComparison.Ordinal))
+        {
+            throw new FormatException($"parameter state_dir '{stateDir}' may not contain a comma");
+        }
+
         // The longest socket path the agent makes in it must fit sockaddr_un (107 bytes and a NUL).
         if (Encoding.UTF8.GetByteCount(stateDir) > 107 - "/secondary-in.sock".Length)
         {

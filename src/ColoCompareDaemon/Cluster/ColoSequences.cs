@@ -48,7 +48,7 @@ internal static class ColoSequences
     /// The <paramref name="member"/> strings of a reply's array of objects. A reply of another shape is a protocol
     /// error (QmpException, one sentence), never an exception the agent does not expect.
     /// </summary>
-    private static HashSet<string> Names(JsonElement reply, string member, string command)
+    internal static HashSet<string> Names(JsonElement reply, string member, string command)
     {
         if (reply.ValueKind != JsonValueKind.Array)
         {

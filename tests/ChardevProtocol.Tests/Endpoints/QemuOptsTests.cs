@@ -20,6 +20,13 @@ public class QemuOptsTests
         Assert.Equal(items, QemuOpts.Split(text));
 
     [Theory]
+    [InlineData("/var/lib/vm,1.raw")]
+    [InlineData(",,")]
+    [InlineData("plain")]
+    public void An_escaped_value_splits_back_to_itself(string value) =>
+        Assert.Equal(["file.filename=" + value, "driver=raw"], QemuOpts.Split("file.filename=" + QemuOpts.Escape(value) + ",driver=raw"));
+
+    [Theory]
     [InlineData("id=a", "id", "a")]
     [InlineData("path=/tmp/x=y", "path", "/tmp/x=y")]
     [InlineData("port=", "port", "")]

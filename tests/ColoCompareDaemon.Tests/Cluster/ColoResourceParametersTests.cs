@@ -86,6 +86,7 @@ public class ColoResourceParametersTests
     [InlineData("tap", "a-very-long-tap-name", "parameter tap 'a-very-long-tap-name' must be a network interface name")]
     [InlineData("state_dir", "relative/dir", "must be an absolute path")]
     [InlineData("disk", "vm1.raw", "parameter disk 'vm1.raw' must be an absolute path")]
+    [InlineData("state_dir", "/run/a,b", "parameter state_dir '/run/a,b' may not contain a comma")]
     [InlineData("qemu_options", "-append 'unclosed", "parameter qemu_options has an unmatched '")]
     [InlineData("daemon_options", "--qmp unix:/x", "daemon_options may not set --qmp")]
     [InlineData("daemon_options", "--restore-redirector=redire0,before=redire1", "daemon_options may not set --restore-redirector")]
